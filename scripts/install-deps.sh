@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that berth's tests and demo use. berth itself
+# needs none of them at run time; runc, skopeo and docker-registry are test
+# peers and benchmark baselines.
+set -euo pipefail
+pkgs=(busybox-static iproute2 iptables runc skopeo docker-registry ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: need root to install: ${missing[*]}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
