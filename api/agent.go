@@ -1,0 +1,187 @@
+package api
+
+// The agent's HTTP API. Agents serve it on their own port (9473); servers
+// proxy it so the CLI only ever talks to a server:
+//
+//	server: ANY /v1/nodes/{node}/agent/{rest...}  →  agent: /v1/{rest...}
+//
+// {node} is a node ID, unique ID prefix, or name. Agent routes:
+//
+//	GET    /v1/health                         Health
+//	GET    /v1/containers                     []ContainerInfo
+//	GET    /v1/containers/{id}                ContainerInfo (ID, unique prefix, or name)
+//	GET    /v1/containers/{id}/logs           stream of LogEntry JSON lines; ?follow=1&tail=N&since=RFC3339
+//	GET    /v1/containers/{id}/wait           ExitResult (blocks until the container exits)
+//	GET    /v1/containers/{id}/stats          ContainerStats
+//	POST   /v1/containers/{id}/kill?signal=S  (S: name such as SIGTERM/TERM or a number)
+//	POST   /v1/containers/{id}/exec           ExecRequest → stream of ExecFrame JSON lines
+//	GET    /v1/images                         []Image
+//	GET    /v1/images/{ref}                   ImageInspect
+//	POST   /v1/images/import?name=N           body: rootfs tar → Image
+//	POST   /v1/images/load                    body: docker/OCI archive → []Image
+//	POST   /v1/images/tag                     ImageTagRequest
+//	DELETE /v1/images/{ref}?force=1           ImageRemoveResponse
+//	GET    /v1/volumes                        []Volume
+//	POST   /v1/volumes                        VolumeCreateRequest → Volume
+//	GET    /v1/volumes/{name}                 Volume
+//	DELETE /v1/volumes/{name}?force=1
+//	POST   /v1/volumes/prune                  PruneReport
+//	POST   /v1/system/prune?all=1&volumes=1   PruneReport
+//
+// Errors are {"error": "..."} with a 4xx or 5xx status, as on the server.
+
+// Container states as reported by agents.
+const (
+	ContainerCreated = "created"
+	ContainerRunning = "running"
+	ContainerExited  = "exited"
+)
+
+// ContainerInfo describes one container on an agent.
+type ContainerInfo struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Image      string            `json:"image"`
+	ImageID    string            `json:"image_id,omitempty"`
+	Command    []string          `json:"command"`
+	AllocID    string            `json:"alloc_id,omitempty"`
+	Task       string            `json:"task,omitempty"`
+	Node       string            `json:"node,omitempty"`
+	State      string            `json:"state"`
+	Pid        int               `json:"pid,omitempty"`
+	ExitCode   int               `json:"exit_code"`
+	OOMKilled  bool              `json:"oom_killed,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	CreatedAt  int64             `json:"created_at"` // unix nanoseconds
+	StartedAt  int64             `json:"started_at,omitempty"`
+	FinishedAt int64             `json:"finished_at,omitempty"`
+	Env        []string          `json:"env,omitempty"`
+	WorkingDir string            `json:"working_dir,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Hostname   string            `json:"hostname,omitempty"`
+	Mounts     []MountInfo       `json:"mounts,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Resources  Resources         `json:"resources"`
+	Ports      []AllocPort       `json:"ports,omitempty"`
+}
+
+// MountInfo is one mount of a container.
+type MountInfo struct {
+	Type        string `json:"type"` // volume or bind
+	Name        string `json:"name,omitempty"`
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	ReadOnly    bool   `json:"read_only,omitempty"`
+}
+
+// LogEntry is one line of a container's output, as the shim records it.
+type LogEntry struct {
+	Time   string `json:"t"`      // RFC 3339 with nanoseconds
+	Stream string `json:"stream"` // stdout or stderr
+	Log    string `json:"log"`    // the line, with its newline
+}
+
+// ExitResult is a container's final status.
+type ExitResult struct {
+	ExitCode  int    `json:"exit_code"`
+	OOMKilled bool   `json:"oom_killed,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// ContainerStats is a snapshot of a container's resource use.
+type ContainerStats struct {
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	CPUUsageNanos uint64 `json:"cpu_usage_nanos"`
+	MemoryUsage   uint64 `json:"memory_usage"`
+	MemoryLimit   uint64 `json:"memory_limit"`
+	Pids          uint64 `json:"pids"`
+	ReadTime      int64  `json:"read_time"` // unix nanoseconds
+}
+
+// ExecRequest runs a process in a running container.
+type ExecRequest struct {
+	Cmd        []string `json:"cmd"`
+	Env        []string `json:"env,omitempty"`
+	User       string   `json:"user,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	Stdin      string   `json:"stdin,omitempty"` // fed to the process, then closed
+}
+
+// ExecFrame is one line of an exec's output stream. The last frame has
+// Exit set.
+type ExecFrame struct {
+	Stream string `json:"stream,omitempty"` // stdout or stderr
+	Data   string `json:"data,omitempty"`
+	Exit   *int   `json:"exit,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ImageInspect is the detail of one image.
+type ImageInspect struct {
+	Image
+	Config  ImageConfig    `json:"config"`
+	Layers  []string       `json:"layers"` // diff IDs, lowest first
+	History []ImageHistory `json:"history,omitempty"`
+}
+
+// ImageConfig is the run configuration an image carries.
+type ImageConfig struct {
+	Entrypoint   []string          `json:"entrypoint,omitempty"`
+	Cmd          []string          `json:"cmd,omitempty"`
+	Env          []string          `json:"env,omitempty"`
+	WorkingDir   string            `json:"working_dir,omitempty"`
+	User         string            `json:"user,omitempty"`
+	StopSignal   string            `json:"stop_signal,omitempty"`
+	ExposedPorts []string          `json:"exposed_ports,omitempty"`
+	Volumes      []string          `json:"volumes,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+}
+
+// ImageHistory is one entry of an image's history.
+type ImageHistory struct {
+	Created    int64  `json:"created,omitempty"`
+	CreatedBy  string `json:"created_by,omitempty"`
+	Comment    string `json:"comment,omitempty"`
+	EmptyLayer bool   `json:"empty_layer,omitempty"`
+	Size       int64  `json:"size"`
+}
+
+// ImageTagRequest adds a name to an image.
+type ImageTagRequest struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+}
+
+// ImageRemoveResponse lists what an image removal untagged and deleted.
+type ImageRemoveResponse struct {
+	Untagged []string `json:"untagged,omitempty"`
+	Deleted  []string `json:"deleted,omitempty"`
+}
+
+// Volume is a named volume on one node.
+type Volume struct {
+	Name       string            `json:"name"`
+	Driver     string            `json:"driver"`
+	Mountpoint string            `json:"mountpoint"`
+	CreatedAt  int64             `json:"created_at"` // unix nanoseconds
+	Labels     map[string]string `json:"labels,omitempty"`
+	UsedBy     []string          `json:"used_by,omitempty"` // container IDs
+	Size       int64             `json:"size"`
+	Node       string            `json:"node,omitempty"`
+}
+
+// VolumeCreateRequest creates a named volume.
+type VolumeCreateRequest struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// PruneReport says what a prune removed.
+type PruneReport struct {
+	Containers     []string `json:"containers,omitempty"`
+	Images         []string `json:"images,omitempty"`
+	Volumes        []string `json:"volumes,omitempty"`
+	SpaceReclaimed int64    `json:"space_reclaimed"`
+	Node           string   `json:"node,omitempty"`
+}
