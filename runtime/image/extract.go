@@ -3,9 +3,9 @@ package image
 import (
 	"bufio"
 	"bytes"
-	"github.com/klauspost/compress/gzip"
 	"context"
 	"fmt"
+	"github.com/klauspost/compress/gzip"
 	"io"
 	"strings"
 

@@ -356,4 +356,3 @@ func (x *extractor) setTimes(full string, atime, mtime time.Time) error {
 	}
 	return nil
 }
-
