@@ -1,6 +1,12 @@
 package cgroups
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
 
 // Errors returned by this package.
 var (
@@ -82,4 +88,123 @@ type Cgroup interface {
 	// Delete removes the cgroup from every hierarchy. It returns ErrBusy if
 	// processes remain, and nil if the cgroup is already gone.
 	Delete() error
+}
+
+// Pather is implemented by every Cgroup this package returns. Path gives the
+// cgroup's directory in the hierarchy of one controller ("memory", "cpu",
+// "pids", ...; on v2 the controller is ignored because there is one
+// hierarchy), or "" where that controller is not mounted. Exec uses it to
+// join a container's cgroup from a child process.
+type Pather interface {
+	Path(controller string) string
+}
+
+// Subtree is the directory, under each hierarchy's root, that holds all of
+// berth's cgroups: a container NAME lives at <hierarchy>/berth/NAME.
+const Subtree = "berth"
+
+// DefaultPeriod is the CFS period used when Resources.CPUPeriod is 0.
+const DefaultPeriod uint64 = 100000
+
+// CPUQuota converts a CPU count such as `--cpus 1.5` into a CFS quota and
+// period (150000 µs per 100000 µs). cpus <= 0 means no limit and gives a
+// quota of 0. The quota never goes below the kernel's 1000 µs minimum.
+func CPUQuota(cpus float64) (quota int64, period uint64) {
+	if cpus <= 0 {
+		return 0, DefaultPeriod
+	}
+	quota = int64(cpus*float64(DefaultPeriod) + 0.5)
+	if quota < 1000 {
+		quota = 1000
+	}
+	return quota, DefaultPeriod
+}
+
+// SharesToWeight maps v1 cpu.shares (2..262144) onto v2 cpu.weight
+// (1..10000) the way runc and crun do, so that the default 1024 shares give
+// a weight of about 39 on both sides of the formula used by every runtime.
+// 0 means "not set" and gives 0.
+func SharesToWeight(shares uint64) uint64 {
+	if shares == 0 {
+		return 0
+	}
+	if shares < 2 {
+		shares = 2
+	}
+	if shares > 262144 {
+		shares = 262144
+	}
+	return 1 + ((shares-2)*9999)/262142
+}
+
+// DefaultDevices is Docker's device allowlist for a container, in the order
+// it is applied: deny everything, then allow mknod of any device node and
+// read/write/mknod of the standard character devices. It is moby's default
+// spec (null, zero, full, random, urandom, tty, console, ptmx, with FUSE
+// explicitly denied) merged with the devices runc adds to every container
+// (mknod of any c/b node, /dev/pts/*, /dev/net/tun).
+func DefaultDevices() []DeviceRule {
+	const wild = -1
+	return []DeviceRule{
+		{Allow: false, Type: 'a', Major: wild, Minor: wild, Access: "rwm"},
+		{Allow: true, Type: 'c', Major: wild, Minor: wild, Access: "m"},
+		{Allow: true, Type: 'b', Major: wild, Minor: wild, Access: "m"},
+		{Allow: true, Type: 'c', Major: 1, Minor: 3, Access: "rwm"},      // /dev/null
+		{Allow: true, Type: 'c', Major: 1, Minor: 5, Access: "rwm"},      // /dev/zero
+		{Allow: true, Type: 'c', Major: 1, Minor: 7, Access: "rwm"},      // /dev/full
+		{Allow: true, Type: 'c', Major: 1, Minor: 8, Access: "rwm"},      // /dev/random
+		{Allow: true, Type: 'c', Major: 1, Minor: 9, Access: "rwm"},      // /dev/urandom
+		{Allow: true, Type: 'c', Major: 5, Minor: 0, Access: "rwm"},      // /dev/tty
+		{Allow: true, Type: 'c', Major: 5, Minor: 1, Access: "rwm"},      // /dev/console
+		{Allow: true, Type: 'c', Major: 5, Minor: 2, Access: "rwm"},      // /dev/ptmx
+		{Allow: true, Type: 'c', Major: 136, Minor: wild, Access: "rwm"}, // /dev/pts/*
+		{Allow: true, Type: 'c', Major: 10, Minor: 200, Access: "rwm"},   // /dev/net/tun
+		{Allow: false, Type: 'c', Major: 10, Minor: 229, Access: "rwm"},  // /dev/fuse
+	}
+}
+
+// String renders the rule the way the v1 devices.allow/devices.deny files
+// and devices.list spell it: "c 1:3 rwm", "c *:* m", "a *:* rwm".
+func (r DeviceRule) String() string {
+	num := func(n int64) string {
+		if n < 0 {
+			return "*"
+		}
+		return strconv.FormatInt(n, 10)
+	}
+	if r.Type == 'a' {
+		return "a *:* rwm"
+	}
+	return fmt.Sprintf("%c %s:%s %s", r.Type, num(r.Major), num(r.Minor), r.Access)
+}
+
+// Validate reports a rule the kernel would refuse, with the reason.
+func (r DeviceRule) Validate() error {
+	switch r.Type {
+	case 'a', 'c', 'b':
+	default:
+		return fmt.Errorf("cgroups: device rule %q: type must be 'a', 'c' or 'b'", r.String())
+	}
+	if r.Type != 'a' {
+		if r.Access == "" {
+			return fmt.Errorf("cgroups: device rule %q: access is empty; use any of \"rwm\"", r.String())
+		}
+		for _, c := range r.Access {
+			if c != 'r' && c != 'w' && c != 'm' {
+				return fmt.Errorf("cgroups: device rule %q: access %q may only hold r, w and m", r.String(), r.Access)
+			}
+		}
+		if r.Major > math.MaxUint32 || r.Minor > math.MaxUint32 || r.Major < -1 || r.Minor < -1 {
+			return fmt.Errorf("cgroups: device rule %q: major and minor must be -1 (any) or 0..%d", r.String(), uint32(math.MaxUint32))
+		}
+	}
+	return nil
+}
+
+// validName checks that a cgroup name is one path element.
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || len(name) > 255 {
+		return fmt.Errorf("cgroups: invalid cgroup name %q: use one path element such as a container ID", name)
+	}
+	return nil
 }
