@@ -1,0 +1,50 @@
+package scheduler
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/berth-dev/berth/api"
+)
+
+// newAgentProxy serves ANY /v1/nodes/:id/agent/* by forwarding the request
+// to that node's agent API (/v1/*), so the CLI only ever talks to a
+// server. Responses stream through unbuffered, which followed logs and exec
+// output need. lookup resolves a node ID, unique ID prefix or name.
+func newAgentProxy(lookup func(ref string) (*api.Node, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		node, err := lookup(c.Param("id"))
+		if err != nil {
+			return err
+		}
+		if node.HTTPAddr == "" {
+			return echo.NewHTTPError(http.StatusBadGateway, fmt.Sprintf("node %s has not reported an agent address", node.Name))
+		}
+		if node.Status == api.NodeStatusDown {
+			return echo.NewHTTPError(http.StatusBadGateway, fmt.Sprintf("node %s is down: its agent is unreachable", node.Name))
+		}
+		target := &url.URL{Scheme: "http", Host: node.HTTPAddr}
+		rest := "/" + strings.TrimPrefix(c.Param("*"), "/")
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.Out.URL.Path = "/v1" + rest
+				pr.Out.URL.RawPath = ""
+				pr.Out.Host = node.HTTPAddr
+			},
+			FlushInterval: -1,
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadGateway)
+				fmt.Fprintf(w, "{\"error\":%q}\n", fmt.Sprintf("agent of node %s (%s) unreachable: %v", node.Name, node.HTTPAddr, err))
+			},
+		}
+		proxy.ServeHTTP(c.Response(), c.Request())
+		return nil
+	}
+}

@@ -1,0 +1,476 @@
+package placement
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+
+	"github.com/berth-dev/berth/api"
+)
+
+// Dynamic host ports come from this range, lowest free first.
+const (
+	MinDynamicPort = 20000
+	MaxDynamicPort = 32000
+)
+
+// live reports whether an allocation holds resources on its node from the
+// scheduler's point of view: the server still wants it to run and the
+// agent has not reported it finished. An allocation told to stop frees
+// its resources for new placements at once (as in Nomad); the agent stops
+// the old container before it starts the new one.
+func live(a *api.Allocation) bool {
+	if a.DesiredStatus != api.AllocDesiredRun && a.DesiredStatus != "" {
+		return false
+	}
+	return !clientTerminal(a)
+}
+
+func clientTerminal(a *api.Allocation) bool {
+	switch a.ClientStatus {
+	case api.AllocClientComplete, api.AllocClientFailed, api.AllocClientLost:
+		return true
+	}
+	return false
+}
+
+type portKey struct {
+	port  int
+	proto string
+}
+
+func (k portKey) String() string { return fmt.Sprintf("%d/%s", k.port, k.proto) }
+
+// nodeUsage is what the live allocations on one node hold, kept up to date
+// as the plan grows (placements add, stops and preemptions remove).
+type nodeUsage struct {
+	node   *api.Node
+	cpu    int
+	mem    int
+	gpus   map[string]string  // device UUID → alloc ID holding it
+	ports  map[portKey]string // host port → alloc ID holding it
+	allocs []*api.Allocation  // live allocations, in the order they were added
+
+	devs    []*api.GPUDevice // schedulable devices (MIG parents left out), by Index then UUID
+	devByID map[string]*api.GPUDevice
+	parents map[string]bool // UUIDs of GPUs split into MIG instances
+}
+
+func newNodeUsage(n *api.Node) *nodeUsage {
+	u := &nodeUsage{node: n}
+	if len(n.Resources.GPUs) > 0 {
+		u.devByID = make(map[string]*api.GPUDevice, len(n.Resources.GPUs))
+		u.parents = map[string]bool{}
+		for i := range n.Resources.GPUs {
+			d := &n.Resources.GPUs[i]
+			u.devByID[d.UUID] = d
+			if d.ParentUUID != "" {
+				u.parents[d.ParentUUID] = true
+			}
+		}
+		for i := range n.Resources.GPUs {
+			d := &n.Resources.GPUs[i]
+			if !u.parents[d.UUID] {
+				u.devs = append(u.devs, d)
+			}
+		}
+		sort.SliceStable(u.devs, func(i, j int) bool {
+			if u.devs[i].Index != u.devs[j].Index {
+				return u.devs[i].Index < u.devs[j].Index
+			}
+			return u.devs[i].UUID < u.devs[j].UUID
+		})
+	}
+	return u
+}
+
+func (u *nodeUsage) add(a *api.Allocation) {
+	u.cpu += a.Resources.CPU
+	u.mem += a.Resources.MemoryMB
+	for _, g := range a.GPUs {
+		if u.gpus == nil {
+			u.gpus = map[string]string{}
+		}
+		u.gpus[g] = a.ID
+	}
+	for _, p := range a.Ports {
+		if u.ports == nil {
+			u.ports = map[portKey]string{}
+		}
+		u.ports[portKey{p.Value, protocolOf(p.Protocol)}] = a.ID
+	}
+	u.allocs = append(u.allocs, a)
+}
+
+func (u *nodeUsage) remove(a *api.Allocation) {
+	for i, b := range u.allocs {
+		if b.ID != a.ID {
+			continue
+		}
+		u.allocs = append(u.allocs[:i:i], u.allocs[i+1:]...)
+		u.cpu -= b.Resources.CPU
+		u.mem -= b.Resources.MemoryMB
+		for _, g := range b.GPUs {
+			if u.gpus[g] == b.ID {
+				delete(u.gpus, g)
+			}
+		}
+		for _, p := range b.Ports {
+			k := portKey{p.Value, protocolOf(p.Protocol)}
+			if u.ports[k] == b.ID {
+				delete(u.ports, k)
+			}
+		}
+		return
+	}
+}
+
+// clone returns an independent copy, for what-if checks (preemption).
+func (u *nodeUsage) clone() *nodeUsage {
+	c := *u
+	c.allocs = append([]*api.Allocation(nil), u.allocs...)
+	c.gpus = make(map[string]string, len(u.gpus))
+	for k, v := range u.gpus {
+		c.gpus[k] = v
+	}
+	c.ports = make(map[portKey]string, len(u.ports))
+	for k, v := range u.ports {
+		c.ports[k] = v
+	}
+	return &c
+}
+
+// freeGPUs counts healthy schedulable devices nobody holds, and all
+// healthy schedulable devices.
+func (u *nodeUsage) freeGPUs() (free, total int) {
+	for _, d := range u.devs {
+		if !d.Healthy {
+			continue
+		}
+		total++
+		if _, held := u.gpus[d.UUID]; !held {
+			free++
+		}
+	}
+	return free, total
+}
+
+// groupAsk is what one copy of a group needs from a node.
+type groupAsk struct {
+	cpu, mem, pids int
+	gpus           []*gpuAsk
+	ports          []api.Port
+	gpuCount       int
+}
+
+type gpuAsk struct {
+	req   *api.GPURequest
+	model *regexp.Regexp // nil: exact match only
+}
+
+func newGroupAsk(g *api.Group) *groupAsk {
+	ask := &groupAsk{}
+	for _, t := range g.Tasks {
+		if t == nil {
+			continue
+		}
+		ask.cpu += t.Resources.CPU
+		ask.mem += t.Resources.MemoryMB
+		ask.pids += t.Resources.PidsLimit
+		if r := t.Resources.GPUs; r != nil && r.Count > 0 {
+			ga := &gpuAsk{req: r}
+			if r.Model != "" {
+				ga.model, _ = regexp.Compile(r.Model) // ValidateJob refused a bad one
+			}
+			ask.gpus = append(ask.gpus, ga)
+			ask.gpuCount += r.Count
+		}
+		ask.ports = append(ask.ports, t.Ports...)
+	}
+	return ask
+}
+
+// resources is the Allocation.Resources of a copy: the sum over its tasks.
+// GPUs carries the total count, with the other fields of the first task
+// that asks for GPUs.
+func (a *groupAsk) resources() api.Resources {
+	r := api.Resources{CPU: a.cpu, MemoryMB: a.mem, PidsLimit: a.pids}
+	if len(a.gpus) > 0 {
+		g := *a.gpus[0].req
+		g.Count = a.gpuCount
+		r.GPUs = &g
+	}
+	return r
+}
+
+// fitResult is a successful fit of one copy on one node.
+type fitResult struct {
+	gpus  []string
+	ports []api.AllocPort
+}
+
+// fit checks one copy against the node's free capacity and picks its GPUs
+// and host ports. On failure it returns a short reason meant to be counted
+// across nodes ("memory exhausted").
+func (u *nodeUsage) fit(ask *groupAsk) (*fitResult, string) {
+	r := u.node.Resources
+	if u.cpu+ask.cpu > r.CPU {
+		return nil, "cpu exhausted"
+	}
+	if u.mem+ask.mem > r.MemoryMB {
+		return nil, "memory exhausted"
+	}
+	res := &fitResult{}
+	if len(ask.ports) > 0 {
+		ports, reason := u.assignPorts(ask.ports)
+		if reason != "" {
+			return nil, reason
+		}
+		res.ports = ports
+	}
+	if len(ask.gpus) > 0 {
+		taken := map[string]bool{}
+		for _, ga := range ask.gpus {
+			ids, reason := u.assignGPUs(ga, taken)
+			if reason != "" {
+				return nil, reason
+			}
+			for _, id := range ids {
+				taken[id] = true
+			}
+			res.gpus = append(res.gpus, ids...)
+		}
+	}
+	return res, ""
+}
+
+func (u *nodeUsage) assignPorts(ports []api.Port) ([]api.AllocPort, string) {
+	out := make([]api.AllocPort, 0, len(ports))
+	mine := map[portKey]bool{}
+	for _, p := range ports {
+		if p.Static == 0 {
+			continue
+		}
+		k := portKey{p.Static, protocolOf(p.Protocol)}
+		if _, used := u.ports[k]; used || mine[k] {
+			return nil, "port " + k.String() + " in use"
+		}
+		mine[k] = true
+	}
+	for _, p := range ports {
+		proto := protocolOf(p.Protocol)
+		host := p.Static
+		if host == 0 {
+			for cand := MinDynamicPort; cand <= MaxDynamicPort; cand++ {
+				k := portKey{cand, proto}
+				if _, used := u.ports[k]; !used && !mine[k] {
+					host = cand
+					break
+				}
+			}
+			if host == 0 {
+				return nil, "dynamic ports exhausted"
+			}
+			mine[portKey{host, proto}] = true
+		}
+		out = append(out, api.AllocPort{Label: p.Name, HostIP: p.HostIP, Value: host, To: p.To, Protocol: proto})
+	}
+	return out, ""
+}
+
+// assignGPUs picks devices for one request. With topology nvlink the set
+// must be pairwise NVLink peers; otherwise it prefers a set on one NUMA
+// node, the NUMA node with the fewest free devices that still fits (best
+// fit inside the node too), and the lowest indexes.
+func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, string) {
+	req := ga.req
+	if len(u.devs) == 0 {
+		return nil, "gpu: node has no GPUs"
+	}
+	var modelOK, memOK, kindOK []*api.GPUDevice
+	for _, d := range u.devs {
+		if req.MIGProfile != "" {
+			if d.MIGProfile != req.MIGProfile || d.ParentUUID == "" {
+				continue
+			}
+		} else if d.ParentUUID != "" {
+			continue
+		}
+		kindOK = append(kindOK, d)
+		if req.Model != "" && d.Model != req.Model && (ga.model == nil || !ga.model.MatchString(d.Model)) {
+			continue
+		}
+		modelOK = append(modelOK, d)
+		if d.MemoryMiB < req.MinMemoryMiB {
+			continue
+		}
+		memOK = append(memOK, d)
+	}
+	switch {
+	case len(kindOK) == 0 && req.MIGProfile != "":
+		return nil, fmt.Sprintf("gpu: no MIG instance with profile %q", req.MIGProfile)
+	case len(kindOK) == 0:
+		return nil, "gpu: node has no whole GPUs (only MIG instances)"
+	case len(modelOK) == 0:
+		return nil, fmt.Sprintf("gpu: no device matches model %q", req.Model)
+	case len(memOK) == 0:
+		return nil, fmt.Sprintf("gpu: no device has min_memory_mib %d", req.MinMemoryMiB)
+	case len(memOK) < req.Count:
+		return nil, fmt.Sprintf("gpu: node has fewer than %d matching devices", req.Count)
+	}
+	var free []*api.GPUDevice
+	for _, d := range memOK {
+		if _, held := u.gpus[d.UUID]; held || taken[d.UUID] || !d.Healthy {
+			continue
+		}
+		free = append(free, d)
+	}
+	if len(free) < req.Count {
+		return nil, "gpu: not enough free healthy devices"
+	}
+	var chosen []*api.GPUDevice
+	if req.Topology == "nvlink" {
+		chosen = nvlinkClique(free, req.Count)
+		if chosen == nil {
+			return nil, fmt.Sprintf("gpu: no %d free devices that are all NVLink peers", req.Count)
+		}
+	} else {
+		chosen = numaPick(free, req.Count)
+	}
+	ids := make([]string, len(chosen))
+	for i, d := range chosen {
+		ids[i] = d.UUID
+	}
+	return ids, ""
+}
+
+func numaPick(free []*api.GPUDevice, count int) []*api.GPUDevice {
+	byNUMA := map[int][]*api.GPUDevice{}
+	var numas []int
+	for _, d := range free {
+		if _, ok := byNUMA[d.NUMANode]; !ok {
+			numas = append(numas, d.NUMANode)
+		}
+		byNUMA[d.NUMANode] = append(byNUMA[d.NUMANode], d)
+	}
+	sort.Ints(numas)
+	best := -1
+	for _, n := range numas {
+		if len(byNUMA[n]) >= count && (best < 0 || len(byNUMA[n]) < len(byNUMA[best])) {
+			best = n
+		}
+	}
+	if best >= 0 {
+		return byNUMA[best][:count]
+	}
+	return free[:count]
+}
+
+func nvlinked(a, b *api.GPUDevice) bool {
+	for _, p := range a.NVLinkPeers {
+		if p == b.UUID {
+			return true
+		}
+	}
+	for _, p := range b.NVLinkPeers {
+		if p == a.UUID {
+			return true
+		}
+	}
+	return false
+}
+
+// nvlinkClique finds count devices that are pairwise NVLink peers, the
+// first such set in index order. count is small (≤ 8 on real machines),
+// so backtracking is cheap.
+func nvlinkClique(free []*api.GPUDevice, count int) []*api.GPUDevice {
+	if count == 1 {
+		return free[:1]
+	}
+	set := make([]*api.GPUDevice, 0, count)
+	var grow func(start int) bool
+	grow = func(start int) bool {
+		if len(set) == count {
+			return true
+		}
+		for i := start; i <= len(free)-(count-len(set)); i++ {
+			ok := true
+			for _, s := range set {
+				if !nvlinked(s, free[i]) {
+					ok = false
+					break
+				}
+			}
+			if !ok {
+				continue
+			}
+			set = append(set, free[i])
+			if grow(i + 1) {
+				return true
+			}
+			set = set[:len(set)-1]
+		}
+		return false
+	}
+	if grow(0) {
+		return set
+	}
+	return nil
+}
+
+// Fits re-verifies one node against a proposed set of allocations: the
+// plan applier calls it on the newest state with the node's existing
+// allocations, minus those the plan stops or preempts, plus those it
+// places. Allocations that are stopped or finished (see live) are skipped,
+// so the full set may be passed. It checks cpu and memory against the
+// node's capacity, that every assigned GPU exists on the node and is held
+// by one allocation only (a MIG instance and its parent GPU count as the
+// same device), and that no host port is taken twice. The reason says
+// what does not fit and which allocations collide.
+func Fits(node *api.Node, allocs []*api.Allocation) (ok bool, reason string) {
+	if node == nil {
+		return false, "node does not exist"
+	}
+	u := newNodeUsage(node)
+	for _, a := range allocs {
+		if a == nil || !live(a) {
+			continue
+		}
+		for _, g := range a.GPUs {
+			d, exists := u.devByID[g]
+			if !exists {
+				return false, fmt.Sprintf("gpu %s of alloc %s does not exist on node %s", g, a.ID, node.Name)
+			}
+			if other, held := u.gpus[g]; held {
+				return false, fmt.Sprintf("gpu %s is assigned to both alloc %s and alloc %s", g, other, a.ID)
+			}
+			if d.ParentUUID != "" {
+				if other, held := u.gpus[d.ParentUUID]; held {
+					return false, fmt.Sprintf("gpu %s (MIG instance of %s) of alloc %s overlaps alloc %s, which holds the whole GPU", g, d.ParentUUID, a.ID, other)
+				}
+			}
+			if u.parents[g] {
+				for child, holder := range u.gpus {
+					if cd := u.devByID[child]; cd != nil && cd.ParentUUID == g {
+						return false, fmt.Sprintf("gpu %s of alloc %s is split into MIG instances and %s is held by alloc %s", g, a.ID, child, holder)
+					}
+				}
+			}
+		}
+		for _, p := range a.Ports {
+			k := portKey{p.Value, protocolOf(p.Protocol)}
+			if other, held := u.ports[k]; held {
+				return false, fmt.Sprintf("host port %s is assigned to both alloc %s and alloc %s", k, other, a.ID)
+			}
+		}
+		u.add(a)
+	}
+	r := node.Resources
+	if u.cpu > r.CPU {
+		return false, fmt.Sprintf("cpu exhausted: %d of %d millicores asked", u.cpu, r.CPU)
+	}
+	if u.mem > r.MemoryMB {
+		return false, fmt.Sprintf("memory exhausted: %d of %d MiB asked", u.mem, r.MemoryMB)
+	}
+	return true, ""
+}
