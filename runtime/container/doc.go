@@ -1,0 +1,30 @@
+// Package container is berth's node-local container runtime: the part that
+// runc and containerd-shim play for docker.
+//
+// A Manager keeps one directory per container under DATA_DIR/containers:
+//
+//	ID/config.json   the Spec, written by Create
+//	ID/state.json    pids and start time, written by the shim once the process runs
+//	ID/exit.json     how it ended, written by the shim (atomically) when it exits
+//	ID/container.log JSON lines of stdout and stderr (package logs), rotated by size
+//	ID/shim.log      the shim's own errors
+//	ID/upper, work   the overlay's writable layer; rootfs is its mount point
+//
+// Start re-executes the binary as a detached shim (reexec name
+// "berth-shim"), which re-executes it again as the container's init
+// ("berth-init") in new mount, PID, UTS, IPC and network namespaces. Init
+// mounts the overlay inside its own mount namespace (so the mount vanishes
+// with the container and never leaks to the host), sets up /proc, /dev and
+// /sys with docker's masked and read-only paths, pivots into the root,
+// drops to the user and capabilities, and execs the user's process as PID
+// 1. See README.md for the sequence.
+//
+// Every Manager method reads the truth from disk and the kernel (pidfds
+// checked against process start times), so a Manager in a new process
+// re-attaches to containers started by one that was killed: Wait still
+// returns the real exit code. Exec joins a running container through the
+// nsenter subpackage's C constructor, which setns()es before the Go
+// runtime starts; binaries that use this package get it through its import.
+//
+// Binaries must call reexec.Run first thing in main (tests in TestMain).
+package container

@@ -1,0 +1,80 @@
+//go:build linux && cgo
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile pid_t berth_child;
+
+static void berth_forward(int sig) {
+	if (berth_child > 0)
+		kill(berth_child, sig);
+}
+
+static void berth_fail(const char *what, const char *arg) {
+	dprintf(5, "127 nsenter: %s %s: %s", what, arg, strerror(errno));
+	_exit(127);
+}
+
+void berth_nsenter(void) {
+	const char *pid = getenv("_BERTH_NSENTER_PID");
+	if (pid == NULL || *pid == '\0')
+		return;
+	char c;
+	ssize_t n;
+	do {
+		n = read(3, &c, 1);
+	} while (n < 0 && errno == EINTR);
+	if (n != 1) {
+		errno = EPIPE;
+		berth_fail("wait for the manager", "");
+	}
+	static const char *names[] = {"ipc", "uts", "net", "pid", "mnt"};
+	int fds[5];
+	char path[64];
+	for (int i = 0; i < 5; i++) {
+		snprintf(path, sizeof(path), "/proc/%s/ns/%s", pid, names[i]);
+		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (fds[i] < 0)
+			berth_fail("open", path);
+	}
+	for (int i = 0; i < 5; i++) {
+		if (setns(fds[i], 0) < 0)
+			berth_fail("setns", names[i]);
+		close(fds[i]);
+	}
+	unsetenv("_BERTH_NSENTER_PID");
+	pid_t child = fork();
+	if (child < 0)
+		berth_fail("fork", "");
+	if (child == 0) {
+		close(4);
+		return; /* into the Go runtime, inside the container */
+	}
+	berth_child = child;
+	dprintf(4, "%d\n", (int)child);
+	close(4);
+	close(3);
+	close(5);
+	static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = berth_forward;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	int status;
+	while (waitpid(child, &status, 0) < 0) {
+		if (errno != EINTR)
+			_exit(255);
+	}
+	if (WIFSIGNALED(status))
+		_exit(128 + WTERMSIG(status));
+	_exit(WEXITSTATUS(status));
+}

@@ -1,0 +1,10 @@
+//go:build linux && cgo
+
+package nsenter
+
+/*
+#cgo CFLAGS: -Wall -O2
+extern void berth_nsenter(void);
+void __attribute__((constructor)) berth_nsenter_init(void) { berth_nsenter(); }
+*/
+import "C"
