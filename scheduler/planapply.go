@@ -1,0 +1,218 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/consensus"
+	"github.com/berth-dev/berth/scheduler/placement"
+)
+
+// errApplierStopped means the plan applier stopped (leadership lost or
+// shutdown) before it handled a plan; the worker nacks its evaluation.
+var errApplierStopped = errors.New("scheduler: plan applier stopped (leadership lost?)")
+
+// planState is the part of the newest state the plan applier reads.
+// consensus.StateSnapshot implements it; tests use a map-backed fake.
+type planState interface {
+	NodeByID(ws memdb.WatchSet, id string) (*api.Node, error)
+	AllocsByNode(nodeID string) []*api.Allocation
+}
+
+var _ planState = (*consensus.StateSnapshot)(nil)
+
+// planRequest is one worker's plan plus the evaluation updates to commit
+// with it if every node in it is accepted.
+type planRequest struct {
+	plan  *placement.Plan
+	evals []*api.Evaluation
+	reply chan planResult
+}
+
+// planResult tells the worker what happened to its plan.
+type planResult struct {
+	// Index is the Raft index of the commit (0 when nothing was written).
+	Index uint64
+	// Refused maps node IDs whose part of the plan was dropped to why.
+	// When it is non-empty the evaluation updates were not committed and
+	// the worker should retry on fresh state.
+	Refused map[string]string
+	// Placed counts allocations committed to run.
+	Placed int
+	Err    error
+}
+
+// planApplier is the single goroutine through which every plan reaches
+// Raft (one writer, so verification and commit never interleave). For
+// each plan it takes the newest state, re-verifies every node that would
+// receive allocations with placement.Fits (counting allocations placed by
+// earlier plans, minus those this plan stops or preempts), and commits
+// the part that fits in one PlanApplyRequest. This is what keeps nodes
+// from being overcommitted when several workers plan from stale
+// snapshots.
+type planApplier struct {
+	state   func() planState
+	commit  func(*consensus.PlanApplyRequest) (uint64, error)
+	log     *slog.Logger
+	reqs    chan *planRequest
+	observe func(placed, refused int, took time.Duration) // metrics hook; may be nil
+}
+
+func newPlanApplier(state func() planState, commit func(*consensus.PlanApplyRequest) (uint64, error), log *slog.Logger) *planApplier {
+	return &planApplier{state: state, commit: commit, log: log, reqs: make(chan *planRequest)}
+}
+
+// Submit hands a plan to the applier and waits for the verdict. It may be
+// called from any number of workers.
+func (a *planApplier) Submit(ctx context.Context, plan *placement.Plan, evals []*api.Evaluation) planResult {
+	r := &planRequest{plan: plan, evals: evals, reply: make(chan planResult, 1)}
+	select {
+	case a.reqs <- r:
+	case <-ctx.Done():
+		return planResult{Err: errApplierStopped}
+	}
+	select {
+	case res := <-r.reply:
+		return res
+	case <-ctx.Done():
+		return planResult{Err: errApplierStopped}
+	}
+}
+
+// Run applies plans until ctx ends. Exactly one Run may be active.
+func (a *planApplier) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-a.reqs:
+			r.reply <- a.apply(r)
+		}
+	}
+}
+
+func (a *planApplier) apply(r *planRequest) planResult {
+	start := time.Now()
+	st := a.state()
+	allocs, refused := verifyPlan(st, r.plan)
+	req := &consensus.PlanApplyRequest{Allocs: allocs, EvalID: r.plan.EvalID, Job: r.plan.Job}
+	if len(refused) == 0 {
+		req.Evals = r.evals
+	}
+	res := planResult{Refused: refused}
+	for _, al := range allocs {
+		if al.DesiredStatus == api.AllocDesiredRun {
+			res.Placed++
+		}
+	}
+	if len(req.Allocs) > 0 || len(req.Evals) > 0 {
+		idx, err := a.commit(req)
+		if err != nil {
+			res.Err = fmt.Errorf("commit plan of eval %s: %w", r.plan.EvalID, err)
+			res.Placed = 0
+			return res
+		}
+		res.Index = idx
+	}
+	if a.observe != nil {
+		a.observe(res.Placed, len(refused), time.Since(start))
+	}
+	for node, why := range refused {
+		a.log.Info("plan refused for node", "eval", r.plan.EvalID, "node", node, "reason", why)
+	}
+	return res
+}
+
+// verifyPlan checks each node of plan against st and returns the
+// allocations to commit and, per refused node, why it was refused.
+// Stopping allocations never overcommits, so a node's stops are kept even
+// when its placements are refused; its preemptions are dropped with them
+// (evicting for a placement that does not happen helps nobody).
+func verifyPlan(st planState, plan *placement.Plan) ([]*api.Allocation, map[string]string) {
+	nodeIDs := map[string]bool{}
+	for id := range plan.NodeAllocation {
+		nodeIDs[id] = true
+	}
+	for id := range plan.NodeUpdate {
+		nodeIDs[id] = true
+	}
+	for id := range plan.NodePreemptions {
+		nodeIDs[id] = true
+	}
+	ids := make([]string, 0, len(nodeIDs))
+	for id := range nodeIDs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+
+	var out []*api.Allocation
+	refused := map[string]string{}
+	for _, id := range ids {
+		placing := plan.NodeAllocation[id]
+		out = append(out, plan.NodeUpdate[id]...)
+		if len(placing) == 0 {
+			out = append(out, plan.NodePreemptions[id]...)
+			continue
+		}
+		if why := verifyNode(st, id, placing, plan.NodeUpdate[id], plan.NodePreemptions[id]); why != "" {
+			refused[id] = why
+			continue
+		}
+		out = append(out, plan.NodePreemptions[id]...)
+		out = append(out, placing...)
+	}
+	if len(refused) == 0 {
+		refused = nil
+	}
+	return out, refused
+}
+
+func verifyNode(st planState, nodeID string, placing, stopping, preempting []*api.Allocation) string {
+	node, err := st.NodeByID(nil, nodeID)
+	if err != nil {
+		return "reading node: " + err.Error()
+	}
+	if node == nil {
+		return "node no longer exists"
+	}
+	if node.Status != api.NodeStatusReady {
+		return "node is " + node.Status
+	}
+	existing := st.AllocsByNode(nodeID)
+	known := make(map[string]bool, len(existing))
+	for _, e := range existing {
+		known[e.ID] = true
+	}
+	for _, p := range placing {
+		if !known[p.ID] && (node.Drain || node.Eligibility == api.NodeIneligible) {
+			if node.Drain {
+				return "node is draining"
+			}
+			return "node is ineligible for new placements"
+		}
+	}
+	drop := make(map[string]bool, len(placing)+len(stopping)+len(preempting))
+	for _, set := range [][]*api.Allocation{placing, stopping, preempting} {
+		for _, x := range set {
+			drop[x.ID] = true
+		}
+	}
+	proposed := make([]*api.Allocation, 0, len(existing)+len(placing))
+	for _, e := range existing {
+		if !drop[e.ID] {
+			proposed = append(proposed, e)
+		}
+	}
+	proposed = append(proposed, placing...)
+	if ok, why := placement.Fits(node, proposed); !ok {
+		return why
+	}
+	return ""
+}
