@@ -328,4 +328,3 @@ func (r *reconciler) system(allocs []*api.Allocation, stacks map[string]*stack) 
 	}
 	return out
 }
-
