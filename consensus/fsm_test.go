@@ -91,7 +91,7 @@ func TestFSMApply(t *testing.T) {
 			},
 		},
 		{
-			name: "job register of a stopped job restarts it without a new version",
+			name:  "job register of a stopped job restarts it without a new version",
 			setup: []entry{regJob, {JobDeregisterRequestType, &JobDeregisterRequest{JobID: "web"}}},
 			apply: entry{JobRegisterRequestType, &JobRegisterRequest{Job: stoppedReq}},
 			check: func(t *testing.T, s *StateStore, idx uint64) {
@@ -167,7 +167,7 @@ func TestFSMApply(t *testing.T) {
 			},
 		},
 		{
-			name: "node re-register keeps the operator's drain and eligibility",
+			name:  "node re-register keeps the operator's drain and eligibility",
 			setup: []entry{regNode, {NodeUpdateEligibilityRequestType, &NodeUpdateEligibilityRequest{NodeID: "n1", Drain: ptr(true)}}},
 			apply: entry{NodeRegisterRequestType, &NodeRegisterRequest{Node: testNode("n1"), Evals: []*api.Evaluation{testEval("e3", "web")}}},
 			check: func(t *testing.T, s *StateStore, idx uint64) {
@@ -225,7 +225,7 @@ func TestFSMApply(t *testing.T) {
 			},
 		},
 		{
-			name: "node undrain and mark eligible",
+			name:  "node undrain and mark eligible",
 			setup: []entry{regNode, {NodeUpdateEligibilityRequestType, &NodeUpdateEligibilityRequest{NodeID: "n1", Drain: ptr(true)}}},
 			apply: entry{NodeUpdateEligibilityRequestType, &NodeUpdateEligibilityRequest{NodeID: "n1", Drain: ptr(false), Eligibility: api.NodeEligible}},
 			check: func(t *testing.T, s *StateStore, idx uint64) {
