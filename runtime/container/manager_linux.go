@@ -344,8 +344,9 @@ func readState(dir string) (*diskState, error) {
 }
 
 // readExit reads exit.json. OOM kills are counted by the cgroup, which
-// outlives the container until Remove, so a manager adds OOMKilled here
-// even when the shim could not (it has no cgroup handle).
+// outlives the container until Remove, so the manager adds OOMKilled here
+// (the shim has no cgroup handle). As with docker, it is set when the
+// kernel OOM-killed any process of the container.
 func (m *Manager) readExit(dir string) (*ExitStatus, error) {
 	data, err := os.ReadFile(filepath.Join(dir, exitFile))
 	if err != nil {
@@ -355,7 +356,7 @@ func (m *Manager) readExit(dir string) (*ExitStatus, error) {
 	if err := json.Unmarshal(data, &ex); err != nil {
 		return nil, fmt.Errorf("container: decode %s: %w", exitFile, err)
 	}
-	if !ex.OOMKilled && m.cg != nil && ex.Code == 137 {
+	if !ex.OOMKilled && m.cg != nil {
 		if cg, err := m.cg.Load(filepath.Base(dir)); err == nil {
 			if n, err := cg.OOMKills(); err == nil && n > 0 {
 				ex.OOMKilled = true
