@@ -121,9 +121,9 @@ func CPUQuota(cpus float64) (quota int64, period uint64) {
 }
 
 // SharesToWeight maps v1 cpu.shares (2..262144) onto v2 cpu.weight
-// (1..10000) the way runc and crun do, so that the default 1024 shares give
-// a weight of about 39 on both sides of the formula used by every runtime.
-// 0 means "not set" and gives 0.
+// (1..10000) with the formula runc and crun use, so a container gets the
+// same weight under every runtime (39 for the default 1024 shares). 0 means
+// "not set" and gives 0.
 func SharesToWeight(shares uint64) uint64 {
 	if shares == 0 {
 		return 0
@@ -138,28 +138,29 @@ func SharesToWeight(shares uint64) uint64 {
 }
 
 // DefaultDevices is Docker's device allowlist for a container, in the order
-// it is applied: deny everything, then allow mknod of any device node and
-// read/write/mknod of the standard character devices. It is moby's default
-// spec (null, zero, full, random, urandom, tty, console, ptmx, with FUSE
-// explicitly denied) merged with the devices runc adds to every container
-// (mknod of any c/b node, /dev/pts/*, /dev/net/tun).
+// Docker (moby's default spec, then the devices runc adds to every
+// container) applies it: deny everything; allow zero, null, urandom,
+// random, tty and console; deny FUSE; then allow mknod of any char or
+// block node, full, /dev/pts/*, ptmx and /dev/net/tun. Because the mknod
+// rule comes after the FUSE deny, as in Docker, only mknod of /dev/fuse is
+// allowed.
 func DefaultDevices() []DeviceRule {
 	const wild = -1
 	return []DeviceRule{
 		{Allow: false, Type: 'a', Major: wild, Minor: wild, Access: "rwm"},
-		{Allow: true, Type: 'c', Major: wild, Minor: wild, Access: "m"},
-		{Allow: true, Type: 'b', Major: wild, Minor: wild, Access: "m"},
-		{Allow: true, Type: 'c', Major: 1, Minor: 3, Access: "rwm"},      // /dev/null
 		{Allow: true, Type: 'c', Major: 1, Minor: 5, Access: "rwm"},      // /dev/zero
-		{Allow: true, Type: 'c', Major: 1, Minor: 7, Access: "rwm"},      // /dev/full
-		{Allow: true, Type: 'c', Major: 1, Minor: 8, Access: "rwm"},      // /dev/random
+		{Allow: true, Type: 'c', Major: 1, Minor: 3, Access: "rwm"},      // /dev/null
 		{Allow: true, Type: 'c', Major: 1, Minor: 9, Access: "rwm"},      // /dev/urandom
+		{Allow: true, Type: 'c', Major: 1, Minor: 8, Access: "rwm"},      // /dev/random
 		{Allow: true, Type: 'c', Major: 5, Minor: 0, Access: "rwm"},      // /dev/tty
 		{Allow: true, Type: 'c', Major: 5, Minor: 1, Access: "rwm"},      // /dev/console
-		{Allow: true, Type: 'c', Major: 5, Minor: 2, Access: "rwm"},      // /dev/ptmx
-		{Allow: true, Type: 'c', Major: 136, Minor: wild, Access: "rwm"}, // /dev/pts/*
-		{Allow: true, Type: 'c', Major: 10, Minor: 200, Access: "rwm"},   // /dev/net/tun
 		{Allow: false, Type: 'c', Major: 10, Minor: 229, Access: "rwm"},  // /dev/fuse
+		{Allow: true, Type: 'c', Major: wild, Minor: wild, Access: "m"},  // mknod of any char node
+		{Allow: true, Type: 'b', Major: wild, Minor: wild, Access: "m"},  // mknod of any block node
+		{Allow: true, Type: 'c', Major: 1, Minor: 7, Access: "rwm"},      // /dev/full
+		{Allow: true, Type: 'c', Major: 136, Minor: wild, Access: "rwm"}, // /dev/pts/*
+		{Allow: true, Type: 'c', Major: 5, Minor: 2, Access: "rwm"},      // /dev/ptmx
+		{Allow: true, Type: 'c', Major: 10, Minor: 200, Access: "rwm"},   // /dev/net/tun
 	}
 }
 
