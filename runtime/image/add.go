@@ -627,4 +627,3 @@ func imageFromConfig(cfg *v1.ConfigFile, id, digest string, results []layerResul
 	img.Names = slices.Clone(img.Names)
 	return img
 }
-
