@@ -144,11 +144,12 @@ func Open(cfg Config) (*Node, error) {
 		if adv == "" {
 			adv = cfg.BindAddr
 		}
-		advAddr, err := net.ResolveTCPAddr("tcp", adv)
+		tcpAddr, err := net.ResolveTCPAddr("tcp", adv)
 		if err != nil {
 			return fail(fmt.Errorf("consensus: resolve raft advertise address %q: %w", adv, err))
 		}
-		if advAddr.Port == 0 {
+		var advAddr net.Addr = tcpAddr
+		if tcpAddr.Port == 0 {
 			advAddr = nil // bound to a random port: advertise what the listener got
 		}
 		trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, hl.Named("transport"))
