@@ -481,3 +481,83 @@ func waitExec(t *testing.T, pid int, comm string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestV1RealChurnLeavesNothing creates, fills, kills and deletes cgroups
+// in a loop and checks that no directory of theirs is left anywhere.
+func TestV1RealChurnLeavesNothing(t *testing.T) {
+	m := requireV1(t)
+	prefix := testName(t)
+	for i := 0; i < 30; i++ {
+		cg, err := m.Create(fmt.Sprintf("%s-%d", prefix, i), &Resources{MemoryLimit: 32 << 20, PidsLimit: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cg.Add(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if err := cg.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		if err := cg.Delete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range v1Controllers {
+		left, _ := filepath.Glob(filepath.Join(DefaultRoot, c, Subtree, prefix+"*"))
+		if len(left) != 0 {
+			t.Errorf("%s: left behind %v", c, left)
+		}
+	}
+}
+
+// BenchmarkV1CreateDelete is the cgroup share of a container's lifecycle:
+// make the cgroup with limits and Docker's device rules in every
+// hierarchy, then remove it.
+func BenchmarkV1CreateDelete(b *testing.B) {
+	testutil.RequireRoot(b)
+	if v, err := detect(DefaultRoot); err != nil || v != 1 {
+		b.Skip("needs a cgroup v1 host")
+	}
+	m, err := NewV1(DefaultRoot)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &Resources{MemoryLimit: 64 << 20, CPUQuota: 50000, PidsLimit: 100}
+	for i := 0; b.Loop(); i++ {
+		cg, err := m.Create(fmt.Sprintf("bench-%d-%d", os.Getpid(), i), r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cg.Delete(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkV2DeviceFilterAttach loads and attaches the default device
+// program on the host's cgroup2 mount.
+func BenchmarkV2DeviceFilterAttach(b *testing.B) {
+	testutil.RequireRoot(b)
+	if v, err := detect(unifiedRoot); err != nil || v != 2 {
+		b.Skip("no cgroup2 mount")
+	}
+	dir := filepath.Join(unifiedRoot, fmt.Sprintf("bench-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(dir)
+	insts, err := DeviceProgram(DefaultDevices())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := attachDeviceFilter(dir, insts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
