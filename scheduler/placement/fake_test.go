@@ -174,11 +174,15 @@ func existing(id string, job *api.Job, group string, index int, node *api.Node) 
 	}
 }
 
+// scheduleCalls makes allocation IDs unique across the evaluations of a test.
+var scheduleCalls int
+
 // schedule runs one evaluation and fails the test on error.
 func schedule(t testing.TB, st State, job *api.Job, opts Options) *Plan {
 	t.Helper()
 	if opts.NewID == nil {
-		opts.NewID = counterIDs("a-" + job.ID)
+		scheduleCalls++
+		opts.NewID = counterIDs(fmt.Sprintf("%s-%d", job.ID, scheduleCalls))
 	}
 	p, err := Schedule(st, evalFor(job), job, opts)
 	if err != nil {
