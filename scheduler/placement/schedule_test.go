@@ -451,7 +451,7 @@ func TestScheduleErrors(t *testing.T) {
 
 type panicState struct{}
 
-func (panicState) Nodes() []*api.Node                      { panic("broken snapshot") }
+func (panicState) Nodes() []*api.Node                    { panic("broken snapshot") }
 func (panicState) AllocsByNode(string) []*api.Allocation { return nil }
 func (panicState) AllocsByJob(string) []*api.Allocation  { return nil }
 
