@@ -550,3 +550,38 @@ func TestV1FakeStatsAndOOM(t *testing.T) {
 		})
 	}
 }
+
+// TestV1FakeJoinedHierarchies covers hosts that mount cpu and cpuacct as
+// one hierarchy "cpu,cpuacct" with two symlinks to it.
+func TestV1FakeJoinedHierarchies(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"cpu,cpuacct/cgroup.procs": "", "memory/cgroup.procs": ""})
+	for _, l := range []string{"cpu", "cpuacct"} {
+		if err := os.Symlink("cpu,cpuacct", filepath.Join(root, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := NewV1(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := m.Create("c1", &Resources{CPUQuota: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readTree(t, root, "cpu,cpuacct/berth/c1/cpu.cfs_quota_us"); got != "20000" {
+		t.Errorf("cpu.cfs_quota_us = %q", got)
+	}
+	if got := len(cg.(*v1Cgroup).unique()); got != 2 {
+		t.Errorf("%d distinct directories, want 2 (memory, cpu,cpuacct)", got)
+	}
+	writeTree(t, root, map[string]string{"cpu,cpuacct/berth/c1/cpuacct.usage": "99\n"})
+	if st, err := cg.Stats(); err != nil || st.CPUUsageNanos != 99 {
+		t.Errorf("Stats() = %+v, %v", st, err)
+	}
+	if err := cg.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	absent(t, root, "cpu,cpuacct/berth/c1")
+	absent(t, root, "memory/berth/c1")
+}

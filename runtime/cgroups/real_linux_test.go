@@ -455,6 +455,14 @@ func TestV2RealDeviceFilter(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// cpu.stat and cgroup.procs are core files, present without any
+	// controller: Stats and Pids read them from the kernel here.
+	if pids, err := cg.Pids(); err != nil || len(pids) == 0 {
+		t.Errorf("Pids() = %v, %v", pids, err)
+	}
+	if st, err := cg.Stats(); err != nil || st.CPUUsageNanos == 0 || st.MemoryLimit != 0 {
+		t.Errorf("Stats() = %+v, %v; want CPU time from cpu.stat", st, err)
+	}
 	// Replacing the rules (Update) swaps the program: /dev/null works now.
 	if err := cg.Update(&Resources{Devices: DefaultDevices()}); err != nil {
 		t.Fatal(err)
