@@ -209,3 +209,23 @@ func validName(name string) error {
 	}
 	return nil
 }
+
+// checkResources refuses values no kernel accepts, before anything is
+// written.
+func checkResources(r *Resources) error {
+	if r.MemoryLimit < 0 || r.CPUQuota < 0 || r.PidsLimit < 0 {
+		return fmt.Errorf("cgroups: negative limit (memory %d, cpu quota %d, pids %d): use 0 for no limit", r.MemoryLimit, r.CPUQuota, r.PidsLimit)
+	}
+	if r.CPUQuota > 0 && r.CPUQuota < 1000 {
+		return fmt.Errorf("cgroups: cpu quota %dµs is below the kernel's 1000µs minimum", r.CPUQuota)
+	}
+	if r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000) {
+		return fmt.Errorf("cgroups: cpu period %dµs is outside 1000..1000000", r.CPUPeriod)
+	}
+	for _, rule := range r.Devices {
+		if err := rule.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

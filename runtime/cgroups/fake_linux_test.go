@@ -585,3 +585,50 @@ func TestV1FakeJoinedHierarchies(t *testing.T) {
 	absent(t, root, "cpu,cpuacct/berth/c1")
 	absent(t, root, "memory/berth/c1")
 }
+
+func TestCheckBeforeWriting(t *testing.T) {
+	tests := []struct {
+		name string
+		r    *Resources
+	}{
+		{"negative memory", &Resources{MemoryLimit: -1}},
+		{"quota below 1ms", &Resources{CPUQuota: 999}},
+		{"period too long", &Resources{CPUQuota: 5000, CPUPeriod: 2000000}},
+		{"bad device rule", &Resources{MemoryLimit: 1 << 20, Devices: []DeviceRule{{Type: 'c', Major: 1, Minor: 3, Access: "x"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root1, m1 := fakeV1(t, "memory", "cpu", "devices")
+			root2, m2, _ := fakeV2(t, "cpu memory")
+			for i, m := range []Manager{m1, m2} {
+				if _, err := m.Create("c1", tt.r); err == nil {
+					t.Fatalf("v%d Create accepted %+v", m.Version(), tt.r)
+				}
+				root := []string{root1, root2}[i]
+				cgDir := map[int]string{1: "memory/berth/c1", 2: "berth/c1"}[m.Version()]
+				absent(t, root, cgDir)
+				cg, err := m.Create("c2", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				before := readTree(t, root, filepath.Join(filepath.Dir(cgDir), "c2", map[int]string{1: "memory.limit_in_bytes", 2: "memory.max"}[m.Version()]))
+				if err := cg.Update(tt.r); err == nil {
+					t.Fatalf("v%d Update accepted %+v", m.Version(), tt.r)
+				}
+				after := readTree(t, root, filepath.Join(filepath.Dir(cgDir), "c2", map[int]string{1: "memory.limit_in_bytes", 2: "memory.max"}[m.Version()]))
+				if before != after {
+					t.Errorf("v%d: a refused Update changed the memory limit %q -> %q", m.Version(), before, after)
+				}
+			}
+		})
+	}
+	// Update checks controllers too.
+	_, m := fakeV1(t, "memory")
+	cg, err := m.Create("c1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.Update(&Resources{PidsLimit: 3}); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("v1 Update with an unmounted pids controller = %v", err)
+	}
+}

@@ -69,7 +69,7 @@ func (m *v1Manager) Create(name string, r *Resources) (Cgroup, error) {
 	if err := m.check(r); err != nil {
 		return nil, err
 	}
-	cg := &v1Cgroup{name: name, dirs: m.dirs(name)}
+	cg := &v1Cgroup{m: m, name: name, dirs: m.dirs(name)}
 	if err := m.setupParents(); err != nil {
 		return nil, err
 	}
@@ -103,8 +103,12 @@ func (m *v1Manager) Create(name string, r *Resources) (Cgroup, error) {
 	return cg, nil
 }
 
-// check refuses limits whose controller is not mounted.
+// check refuses limits whose controller is not mounted, and bad device
+// rules, before anything is written.
 func (m *v1Manager) check(r *Resources) error {
+	if err := checkResources(r); err != nil {
+		return err
+	}
 	need := map[string]bool{
 		"memory":  r.MemoryLimit != 0,
 		"cpu":     r.CPUQuota != 0 || r.CPUShares != 0,
@@ -165,7 +169,7 @@ func (m *v1Manager) Load(name string) (Cgroup, error) {
 	if err := validName(name); err != nil {
 		return nil, err
 	}
-	cg := &v1Cgroup{name: name, dirs: m.dirs(name)}
+	cg := &v1Cgroup{m: m, name: name, dirs: m.dirs(name)}
 	for _, d := range cg.dirs {
 		if _, err := os.Stat(d); err == nil {
 			return cg, nil
@@ -175,6 +179,7 @@ func (m *v1Manager) Load(name string) (Cgroup, error) {
 }
 
 type v1Cgroup struct {
+	m    *v1Manager
 	name string
 	dirs map[string]string // controller -> directory
 	mu   sync.Mutex        // serialises Update and Kill
@@ -223,6 +228,9 @@ func (c *v1Cgroup) Update(r *Resources) error {
 	if r == nil {
 		r = &Resources{}
 	}
+	if err := c.m.check(r); err != nil {
+		return err
+	}
 	return c.apply(r, false)
 }
 
@@ -231,9 +239,6 @@ func (c *v1Cgroup) Update(r *Resources) error {
 // only when r.Devices is set: resetting the rules of a live cgroup would
 // briefly deny its processes every device.
 func (c *v1Cgroup) apply(r *Resources, create bool) error {
-	if r.MemoryLimit < 0 || r.CPUQuota < 0 || r.PidsLimit < 0 {
-		return fmt.Errorf("cgroups: negative limit (memory %d, cpu quota %d, pids %d): use 0 for no limit", r.MemoryLimit, r.CPUQuota, r.PidsLimit)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d, ok := c.dirs["memory"]; ok {
@@ -298,11 +303,6 @@ func (c *v1Cgroup) apply(r *Resources, create bool) error {
 		rules := r.Devices
 		if rules == nil {
 			rules = DefaultDevices()
-		}
-		for _, rule := range rules {
-			if err := rule.Validate(); err != nil {
-				return err
-			}
 		}
 		for _, rule := range rules {
 			file := "devices.deny"

@@ -167,6 +167,9 @@ func (m *v2Manager) Create(name string, r *Resources) (Cgroup, error) {
 }
 
 func (m *v2Manager) check(r *Resources) error {
+	if err := checkResources(r); err != nil {
+		return err
+	}
 	need := map[string]bool{
 		"memory": r.MemoryLimit != 0,
 		"cpu":    r.CPUQuota != 0 || r.CPUShares != 0,
@@ -231,9 +234,6 @@ func (c *v2Cgroup) Update(r *Resources) error {
 // values reset a limit, and device rules are replaced on create and on an
 // update that sets r.Devices.
 func (c *v2Cgroup) apply(r *Resources, create bool) error {
-	if r.MemoryLimit < 0 || r.CPUQuota < 0 || r.PidsLimit < 0 {
-		return fmt.Errorf("cgroups: negative limit (memory %d, cpu quota %d, pids %d): use 0 for no limit", r.MemoryLimit, r.CPUQuota, r.PidsLimit)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	on := c.m.enabled
