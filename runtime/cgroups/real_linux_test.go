@@ -216,6 +216,10 @@ func TestV1RealLifecycle(t *testing.T) {
 	}
 	g.release(t)
 	waitExec(t, g.cmd.Process.Pid, "sleep")
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if !strings.Contains(string(status), "Cpus_allowed_list:\t0\n") {
+		t.Errorf("cpuset.cpus 0 not in force:\n%s", status)
+	}
 	pids, err := cg.Pids()
 	if err != nil || !slices.Equal(pids, []int{g.cmd.Process.Pid}) {
 		t.Fatalf("Pids() = %v, %v; want [%d]", pids, err, g.cmd.Process.Pid)
@@ -276,6 +280,50 @@ func TestV1RealLifecycle(t *testing.T) {
 	}
 	if _, err := m.Load(name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Load after Delete = %v, want ErrNotFound", err)
+	}
+	if _, err := cg.Stats(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stats after Delete = %v, want ErrNotFound", err)
+	}
+}
+
+// TestV1RealCPUQuota runs a busy loop under --cpus 0.5 and checks that
+// the CPU time it gets stays near half the wall time. Only the upper bound
+// is asserted: on a loaded machine the loop may get less.
+func TestV1RealCPUQuota(t *testing.T) {
+	m := requireV1(t)
+	quota, period := CPUQuota(0.5)
+	cg, err := m.Create(testName(t), &Resources{CPUQuota: quota, CPUPeriod: period})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanupCgroup(t, cg)
+	g := startGated(t, "while :; do :; done")
+	if err := cg.Add(g.cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	before, err := cg.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	g.release(t)
+	time.Sleep(time.Second)
+	after, err := cg.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(start)
+	ratio := float64(after.CPUUsageNanos-before.CPUUsageNanos) / float64(wall.Nanoseconds())
+	t.Logf("busy loop under --cpus 0.5: %.2f CPUs over %v", ratio, wall)
+	if ratio > 0.62 || ratio <= 0 {
+		t.Errorf("CPU time / wall time = %.2f, want about 0.5 and at most 0.62", ratio)
+	}
+	if err := cg.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	g.wait(t, 5*time.Second)
+	if err := cg.Delete(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -318,6 +318,9 @@ func (c *v1Cgroup) apply(r *Resources, create bool) error {
 }
 
 func (c *v1Cgroup) Stats() (*Stats, error) {
+	if !c.exists() {
+		return nil, fmt.Errorf("cgroups: stats of %s: %w", c.name, ErrNotFound)
+	}
 	s := &Stats{}
 	var err error
 	if d, ok := c.dirs["memory"]; ok {
@@ -372,6 +375,16 @@ func (c *v1Cgroup) OOMKills() (uint64, error) {
 		return 0, err
 	}
 	return 1, nil
+}
+
+// exists reports whether the cgroup is in any hierarchy.
+func (c *v1Cgroup) exists() bool {
+	for _, d := range c.dirs {
+		if _, err := os.Stat(d); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Pids lists the union of the processes in every hierarchy, sorted.

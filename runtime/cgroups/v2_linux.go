@@ -305,6 +305,9 @@ func (c *v2Cgroup) apply(r *Resources, create bool) error {
 }
 
 func (c *v2Cgroup) Stats() (*Stats, error) {
+	if _, err := os.Stat(c.dir); err != nil {
+		return nil, fmt.Errorf("cgroups: stats of %s: %w", c.name, ErrNotFound)
+	}
 	s := &Stats{}
 	var err error
 	if s.MemoryUsage, err = readUint(c.dir, "memory.current"); err != nil {
