@@ -28,9 +28,16 @@ func failf(code int, format string, a ...any) error {
 	return &initError{code: code, msg: fmt.Sprintf(format, a...)}
 }
 
-// initMain is the container's init, in its new namespaces: fd 3 carries the
-// config (its arrival means "the cgroup is set"), fd 4 takes an error
-// message and is closed by a successful exec.
+// initConfig is init's view of the container.
+type initConfig struct {
+	Spec                *Spec
+	Rootfs, Upper, Work string
+}
+
+// initMain is the container's init, in its new namespaces: argv[1] is the
+// container's directory, fd 3 carries its config.json (whose arrival means
+// "the cgroup is set"), fd 4 takes an error message and is closed by a
+// successful exec.
 func initMain() {
 	runtime.LockOSThread()
 	syscall.CloseOnExec(3)
@@ -42,10 +49,15 @@ func initMain() {
 	if err == nil && len(data) == 0 {
 		err = errors.New("no config from the shim")
 	}
-	var cfg initConfig
-	if err == nil {
-		err = json.Unmarshal(data, &cfg)
+	var spec Spec
+	if err == nil && len(os.Args) != 2 {
+		err = errors.New("usage: berth-init DIR")
 	}
+	if err == nil {
+		err = json.Unmarshal(data, &spec)
+	}
+	dir := os.Args[len(os.Args)-1]
+	cfg := initConfig{Spec: &spec, Rootfs: filepath.Join(dir, rootfsDir), Upper: filepath.Join(dir, upperDir), Work: filepath.Join(dir, workDir)}
 	if err == nil {
 		err = runInit(&cfg)
 	}

@@ -162,7 +162,8 @@ func (m *Manager) Start(id string) error {
 		goR.Close()
 		return fmt.Errorf("container: shim log: %w", err)
 	}
-	cmd := reexec.Command(shimName, dir)
+	cmd := reexec.Command(shimName, dir, strconv.FormatInt(c.Spec.LogMaxSize, 10),
+		strconv.Itoa(c.Spec.LogMaxFiles), strconv.FormatUint(uint64(cloneFlags(c.Spec)), 10))
 	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=200"}
 	cmd.Stderr = slog
 	cmd.ExtraFiles = []*os.File{repW, goR}
@@ -206,6 +207,15 @@ func (m *Manager) Start(id string) error {
 		return nil
 	}
 	return parseStartError(strings.TrimPrefix(line, "err "))
+}
+
+// cloneFlags are the namespaces a container's init is cloned into.
+func cloneFlags(s *Spec) uintptr {
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
+	if s.Network == "none" {
+		flags |= syscall.CLONE_NEWNET
+	}
+	return flags
 }
 
 func (m *Manager) shimFailed(dir, what string) error {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	_ "github.com/berth-dev/berth/runtime/container/shim" // the shim, in C
 	"github.com/berth-dev/berth/runtime/logs"
 	"github.com/berth-dev/berth/runtime/reexec"
 )
@@ -28,19 +29,12 @@ func init() {
 	reexec.Register(execName, execMain)
 }
 
-// initConfig is what the shim sends init over its pipe.
-type initConfig struct {
-	Spec   *Spec  `json:"spec"`
-	Rootfs string `json:"rootfs"`
-	Upper  string `json:"upper"`
-	Work   string `json:"work"`
-}
-
-// shimMain is the shim: argv[1] is the container's directory, fd 3 reports
-// to the manager ("pid N", then "ok" or "err CODE MSG"), fd 4 says go on
-// (one byte) once the manager put init in the cgroup. It then keeps the
-// container's stdio, writes its log, waits for it and records its exit in
-// exit.json.
+// shimMain is the shim of builds without cgo; with cgo, package shim's C
+// constructor runs instead, with the same protocol: argv is DIR
+// LOG_MAX_SIZE LOG_MAX_FILES CLONE_FLAGS, fd 3 reports to the manager
+// ("pid N", then "ok" or "err CODE MSG"), fd 4 says go on (one byte) once
+// the manager put init in the cgroup. It then keeps the container's stdio,
+// writes its log, waits for it and records its exit in exit.json.
 func shimMain() {
 	// A shim lives as long as its container: keep it small.
 	debug.SetGCPercent(50)
@@ -49,8 +43,8 @@ func shimMain() {
 	syscall.CloseOnExec(4)
 	report := os.NewFile(3, "report")
 	goPipe := os.NewFile(4, "go")
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "berth-shim: usage: berth-shim DIR")
+	if len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "berth-shim: usage: berth-shim DIR LOG_MAX_SIZE LOG_MAX_FILES CLONE_FLAGS")
 		os.Exit(2)
 	}
 	dir := os.Args[1]
@@ -70,15 +64,7 @@ func runShim(dir string, report, goPipe *os.File) error {
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return fmt.Errorf("decode config: %w", err)
 	}
-	cfg, err := json.Marshal(&initConfig{
-		Spec:   &spec,
-		Rootfs: filepath.Join(dir, rootfsDir),
-		Upper:  filepath.Join(dir, upperDir),
-		Work:   filepath.Join(dir, workDir),
-	})
-	if err != nil {
-		return err
-	}
+	cfg := data
 	lw, err := logs.NewWriter(filepath.Join(dir, logFile), spec.LogMaxSize, spec.LogMaxFiles)
 	if err != nil {
 		return err
@@ -105,16 +91,13 @@ func runShim(dir string, report, goPipe *os.File) error {
 	if err != nil {
 		return err
 	}
-	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
-	if spec.Network == "none" {
-		flags |= syscall.CLONE_NEWNET
-	}
+	flags := cloneFlags(&spec)
 	attr := &os.ProcAttr{
 		Env:   []string{},
 		Files: []*os.File{devnull, outW, errW, cfgR, statW},
 		Sys:   &syscall.SysProcAttr{Cloneflags: flags},
 	}
-	proc, err := os.StartProcess(reexec.Self(), []string{initName}, attr)
+	proc, err := os.StartProcess(reexec.Self(), []string{initName, dir}, attr)
 	devnull.Close()
 	outW.Close()
 	errW.Close()

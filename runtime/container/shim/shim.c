@@ -1,0 +1,450 @@
+//go:build linux && cgo
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LINE (16 << 10)
+
+static const char *dir;
+static char logpath[4096];
+static int logfd = -1;
+static long long logsize, maxsize;
+static int maxfiles;
+
+/* The entry being encoded: escaping at most triples a byte (\u00XX is 6). */
+static char entry[MAX_LINE * 6 + 256];
+
+struct stream {
+	const char *name;
+	int fd;
+	char buf[MAX_LINE];
+	size_t len;
+};
+
+static void die(const char *fmt, ...) {
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "berth-shim: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	_exit(1);
+}
+
+static void write_all(int fd, const char *p, size_t n) {
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static size_t rfc3339nano(char *out, size_t cap) {
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (ts.tv_nsec != 0) {
+		char frac[16];
+		snprintf(frac, sizeof(frac), ".%09ld", ts.tv_nsec);
+		size_t l = strlen(frac);
+		while (frac[l - 1] == '0')
+			l--;
+		memcpy(out + n, frac, l);
+		n += l;
+	}
+	out[n++] = 'Z';
+	out[n] = '\0';
+	return n;
+}
+
+/* utf8len returns the length of the valid UTF-8 sequence at p, or 0. */
+static size_t utf8len(const unsigned char *p, size_t n) {
+	unsigned c = p[0];
+	size_t need;
+	unsigned cp;
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 4;
+		cp = c & 0x07;
+	} else
+		return 0;
+	if (n < need)
+		return 0;
+	for (size_t i = 1; i < need; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return need;
+}
+
+static size_t append_string(char *b, const char *s, size_t n) {
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	b[o++] = '"';
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x80) {
+			if (c == '"' || c == '\\') {
+				b[o++] = '\\';
+				b[o++] = (char)c;
+			} else if (c == '\n') {
+				b[o++] = '\\';
+				b[o++] = 'n';
+			} else if (c == '\r') {
+				b[o++] = '\\';
+				b[o++] = 'r';
+			} else if (c == '\t') {
+				b[o++] = '\\';
+				b[o++] = 't';
+			} else if (c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0x7f) {
+				memcpy(b + o, "\\u00", 4);
+				o += 4;
+				b[o++] = hex[c >> 4];
+				b[o++] = hex[c & 0xf];
+			} else
+				b[o++] = (char)c;
+			i++;
+			continue;
+		}
+		size_t l = utf8len((const unsigned char *)s + i, n - i);
+		if (l == 0) {
+			memcpy(b + o, "\\ufffd", 6);
+			o += 6;
+			i++;
+		} else if (l == 3 && c == 0xe2 && (unsigned char)s[i + 1] == 0x80 && ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) {
+			memcpy(b + o, (unsigned char)s[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+			o += 6;
+			i += 3;
+		} else {
+			memcpy(b + o, s + i, l);
+			o += l;
+			i += l;
+		}
+	}
+	b[o++] = '"';
+	return o;
+}
+
+static void open_log(void) {
+	logfd = open(logpath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (logfd < 0)
+		die("open %s: %s", logpath, strerror(errno));
+	struct stat st;
+	logsize = fstat(logfd, &st) == 0 ? st.st_size : 0;
+}
+
+static void rotate(void) {
+	close(logfd);
+	if (maxfiles <= 1) {
+		if (truncate(logpath, 0) < 0)
+			fprintf(stderr, "berth-shim: truncate %s: %s\n", logpath, strerror(errno));
+	} else {
+		char from[4200], to[4200];
+		for (int i = maxfiles - 1; i >= 1; i--) {
+			if (i > 1)
+				snprintf(from, sizeof(from), "%s.%d", logpath, i - 1);
+			else
+				snprintf(from, sizeof(from), "%s", logpath);
+			snprintf(to, sizeof(to), "%s.%d", logpath, i);
+			rename(from, to);
+		}
+	}
+	open_log();
+}
+
+static void log_entry(const char *stream, const char *s, size_t n) {
+	size_t o = 0;
+	memcpy(entry, "{\"t\":\"", 6);
+	o = 6;
+	o += rfc3339nano(entry + o, 64);
+	o += (size_t)sprintf(entry + o, "\",\"stream\":\"%s\",\"log\":", stream);
+	o += append_string(entry + o, s, n);
+	memcpy(entry + o, "}\n", 2);
+	o += 2;
+	if (maxsize > 0 && logsize > 0 && logsize + (long long)o > maxsize)
+		rotate();
+	write_all(logfd, entry, o);
+	logsize += (long long)o;
+}
+
+/* pump reads what is available on s; it returns 0 at EOF. */
+static int pump(struct stream *s) {
+	ssize_t n = read(s->fd, s->buf + s->len, sizeof(s->buf) - s->len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 1;
+	if (n <= 0) {
+		if (s->len > 0)
+			log_entry(s->name, s->buf, s->len);
+		s->len = 0;
+		return 0;
+	}
+	s->len += (size_t)n;
+	size_t start = 0;
+	for (size_t i = s->len - (size_t)n; i < s->len; i++) {
+		if (s->buf[i] == '\n') {
+			log_entry(s->name, s->buf + start, i + 1 - start);
+			start = i + 1;
+		}
+	}
+	if (start == 0 && s->len == sizeof(s->buf)) {
+		log_entry(s->name, s->buf, s->len);
+		start = s->len;
+	}
+	memmove(s->buf, s->buf + start, s->len - start);
+	s->len -= start;
+	return 1;
+}
+
+static unsigned long long start_time(int pid) {
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	/* p is at the space before field 3; start time is field 22. */
+	p++;
+	for (int field = 3; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static void write_atomic(const char *name, const char *data, size_t n) {
+	char path[4200], tmp[4300];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		die("write %s: %s", tmp, strerror(errno));
+	write_all(fd, data, n);
+	close(fd);
+	if (rename(tmp, path) < 0)
+		die("rename %s: %s", tmp, strerror(errno));
+}
+
+static void write_exit(int code, int sig, const char *err) {
+	char ts[64], buf[MAX_LINE * 6 + 256];
+	rfc3339nano(ts, sizeof(ts));
+	size_t o = (size_t)sprintf(buf, "{\"code\":%d,\"signal\":%d,\"finishedAt\":\"%s\"", code, sig, ts);
+	if (err && *err) {
+		o += (size_t)sprintf(buf + o, ",\"error\":");
+		o += append_string(buf + o, err, strnlen(err, MAX_LINE));
+	}
+	buf[o++] = '}';
+	write_atomic("exit.json", buf, o);
+}
+
+static char *read_file(const char *path, size_t *len) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open %s: %s", path, strerror(errno));
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap);
+	for (;;) {
+		if (n == cap)
+			b = realloc(b, cap *= 2);
+		if (!b)
+			die("out of memory");
+		ssize_t r = read(fd, b + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die("read %s: %s", path, strerror(errno));
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	*len = n;
+	return b;
+}
+
+static void copy_until_eof(struct stream *out, struct stream *err) {
+	struct pollfd p[2] = {{.fd = out->fd, .events = POLLIN}, {.fd = err->fd, .events = POLLIN}};
+	while (p[0].fd >= 0 || p[1].fd >= 0) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll: %s", strerror(errno));
+		}
+		struct stream *s[2] = {out, err};
+		for (int i = 0; i < 2; i++) {
+			if (p[i].fd >= 0 && p[i].revents) {
+				if (!pump(s[i])) {
+					close(p[i].fd);
+					p[i].fd = -1;
+				}
+			}
+		}
+	}
+}
+
+static int wait_child(int pid, int *sig) {
+	int status;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return 255;
+	}
+	*sig = 0;
+	if (WIFSIGNALED(status)) {
+		*sig = WTERMSIG(status);
+		return 128 + *sig;
+	}
+	return WEXITSTATUS(status);
+}
+
+static struct stream out_stream = {.name = "stdout"}, err_stream = {.name = "stderr"};
+
+void berth_shim(int argc, char **argv) {
+	if (argc < 1 || argv == NULL || argv[0] == NULL)
+		return;
+	const char *base = strrchr(argv[0], '/');
+	base = base ? base + 1 : argv[0];
+	if (strcmp(base, "berth-shim") != 0)
+		return;
+	if (argc != 5)
+		die("usage: berth-shim DIR LOG_MAX_SIZE LOG_MAX_FILES CLONE_FLAGS");
+	fcntl(3, F_SETFD, FD_CLOEXEC);
+	fcntl(4, F_SETFD, FD_CLOEXEC);
+	dir = argv[1];
+	maxsize = atoll(argv[2]);
+	maxfiles = atoi(argv[3]);
+	unsigned long flags = strtoul(argv[4], NULL, 0);
+	snprintf(logpath, sizeof(logpath), "%s/container.log", dir);
+
+	char cfgpath[4200];
+	snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", dir);
+	size_t cfglen;
+	char *cfg = read_file(cfgpath, &cfglen);
+	open_log();
+
+	int outp[2], errp[2], cfgp[2], statp[2];
+	if (pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(cfgp, O_CLOEXEC) || pipe2(statp, O_CLOEXEC))
+		die("pipe: %s", strerror(errno));
+	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (devnull < 0)
+		die("open /dev/null: %s", strerror(errno));
+
+	pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+	if (pid < 0) {
+		dprintf(3, "err 127 clone init: %s\n", strerror(errno));
+		die("clone: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		if (dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(cfgp[0], 3) < 0 || dup2(statp[1], 4) < 0)
+			_exit(127);
+		char *args[] = {"berth-init", (char *)dir, NULL};
+		char *env[] = {NULL};
+		execve("/proc/self/exe", args, env);
+		dprintf(4, "127 exec init: %s", strerror(errno));
+		_exit(127);
+	}
+	close(devnull);
+	close(outp[1]);
+	close(errp[1]);
+	close(cfgp[0]);
+	close(statp[1]);
+	out_stream.fd = outp[0];
+	err_stream.fd = errp[0];
+
+	dprintf(3, "pid %d\n", (int)pid);
+	char c;
+	ssize_t n;
+	do {
+		n = read(4, &c, 1);
+	} while (n < 0 && errno == EINTR);
+	close(4);
+	if (n != 1) {
+		/* The manager could not place init in its cgroup, or died. */
+		kill(pid, SIGKILL);
+		int sig;
+		wait_child(pid, &sig);
+		write_exit(255, 0, "start aborted by the manager");
+		_exit(0);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	write_all(cfgp[1], cfg, cfglen);
+	close(cfgp[1]);
+	free(cfg);
+
+	/* init writes "CODE message" when it fails; a successful exec closes the pipe. */
+	char msg[4096];
+	size_t mlen = 0;
+	for (;;) {
+		n = read(statp[0], msg + mlen, sizeof(msg) - 1 - mlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		mlen += (size_t)n;
+		if (mlen == sizeof(msg) - 1)
+			break;
+	}
+	msg[mlen] = '\0';
+	close(statp[0]);
+	if (mlen > 0) {
+		copy_until_eof(&out_stream, &err_stream);
+		int sig;
+		int code = wait_child(pid, &sig);
+		char *text = strchr(msg, ' ');
+		text = text ? text + 1 : msg;
+		if (code <= 0 || sig)
+			code = atoi(msg) > 0 ? atoi(msg) : 127;
+		write_exit(code, 0, text);
+		dprintf(3, "err %d %s\n", code, text);
+		_exit(0);
+	}
+
+	char ts[64], state[512];
+	rfc3339nano(ts, sizeof(ts));
+	int self = getpid();
+	int len = snprintf(state, sizeof(state), "{\"pid\":%d,\"pidStart\":%llu,\"shimPid\":%d,\"shimStart\":%llu,\"startedAt\":\"%s\"}",
+	                   (int)pid, start_time(pid), self, start_time(self), ts);
+	write_atomic("state.json", state, (size_t)len);
+	dprintf(3, "ok\n");
+	close(3);
+
+	/* When PID 1 of the namespace exits, the kernel kills the rest, so
+	   the pipes reach EOF. */
+	copy_until_eof(&out_stream, &err_stream);
+	int sig;
+	int code = wait_child(pid, &sig);
+	write_exit(code, sig, NULL);
+	_exit(0);
+}

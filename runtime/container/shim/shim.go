@@ -1,0 +1,10 @@
+//go:build linux && cgo
+
+package shim
+
+/*
+#cgo CFLAGS: -Wall -O2
+extern void berth_shim(int argc, char **argv);
+void __attribute__((constructor)) berth_shim_init(int argc, char **argv, char **envp) { berth_shim(argc, argv); }
+*/
+import "C"
