@@ -118,4 +118,3 @@ func ociConfig(args []string) map[string]any {
 		},
 	}
 }
-
