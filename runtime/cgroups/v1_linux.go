@@ -428,26 +428,25 @@ func (c *v1Cgroup) Kill() error {
 			hasFreezer = false
 		}
 	}
-	for attempt := 0; ; attempt++ {
+	for {
 		frozen := false
 		if hasFreezer {
 			frozen = c.freeze(fz)
 		}
 		pids, err := c.Pids()
-		if errors.Is(err, ErrNotFound) {
-			return nil
+		kerr := err
+		if err == nil {
+			kerr = killAll(pids)
 		}
-		if err != nil {
-			if frozen {
-				_ = writeFile(fz, "freezer.state", "THAWED")
-			}
-			return err
-		}
-		kerr := killAll(pids)
-		if frozen {
-			if err := writeFile(fz, "freezer.state", "THAWED"); err != nil {
+		// Thaw even when the freeze did not complete (a task stuck in
+		// FREEZING): frozen tasks cannot act on SIGKILL.
+		if hasFreezer {
+			if err := writeFile(fz, "freezer.state", "THAWED"); err != nil && kerr == nil && c.exists() {
 				return err
 			}
+		}
+		if errors.Is(kerr, ErrNotFound) {
+			return nil
 		}
 		if kerr != nil {
 			return kerr
@@ -455,8 +454,8 @@ func (c *v1Cgroup) Kill() error {
 		if len(pids) == 0 || frozen {
 			break
 		}
-		// Without a freezer a process may have forked between the read
-		// and the kill: go round until a read finds nothing.
+		// Without a completed freeze a process may have forked between
+		// the read and the kill: go round until a read finds nothing.
 		if time.Now().After(deadline) {
 			return fmt.Errorf("cgroups: %s: processes keep appearing after SIGKILL: %w", c.name, ErrBusy)
 		}

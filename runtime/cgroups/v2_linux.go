@@ -365,20 +365,17 @@ func (c *v2Cgroup) Kill() error {
 	for {
 		frozen := canFreeze && c.freeze()
 		pids, err := readPids(c.dir)
-		if err != nil {
-			if frozen {
-				_ = writeFile(c.dir, "cgroup.freeze", "0")
-			}
-			if errors.Is(err, ErrNotFound) {
-				return nil
-			}
-			return err
+		kerr := err
+		if err == nil {
+			kerr = killAll(pids)
 		}
-		kerr := killAll(pids)
-		if frozen {
-			if err := writeFile(c.dir, "cgroup.freeze", "0"); err != nil {
+		if canFreeze { // thaw even a freeze that did not complete
+			if err := writeFile(c.dir, "cgroup.freeze", "0"); err != nil && kerr == nil {
 				return err
 			}
+		}
+		if errors.Is(kerr, ErrNotFound) {
+			return nil
 		}
 		if kerr != nil {
 			return kerr
