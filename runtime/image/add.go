@@ -141,13 +141,14 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func (s *Store) addSource(ctx context.Context, src *source, names []string) (*Image, error) {
-	for i, n := range names {
+func (s *Store) addSource(ctx context.Context, src *source, in []string) (*Image, error) {
+	names := make([]string, 0, len(in))
+	for _, n := range in {
 		fam, err := ParseName(n)
 		if err != nil {
 			return nil, err
 		}
-		names[i] = fam
+		names = append(names, fam)
 	}
 	id := "sha256:" + sha256Hex(src.configRaw)
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(src.configRaw))
@@ -241,7 +242,9 @@ func (s *Store) commit(rec *imageRecord, names []string, results []layerResult) 
 			setName(idx, rec, n)
 		}
 		for i, l := range rec.Layers {
-			idx.Layers[l] = layerRecord{Size: results[i].unpackedSize}
+			if _, ok := idx.Layers[l]; !ok {
+				idx.Layers[l] = layerRecord{Size: results[i].unpackedSize, Blob: results[i].blob}
+			}
 		}
 		out = rec.public()
 		return true, nil
@@ -324,11 +327,28 @@ func (s *Store) ensureLayer(ctx context.Context, src *source, i int) (layerResul
 			return layerResult{blob: b, unpackedSize: rec.Size}, nil
 		}
 	}
-	return s.streamLayer(ctx, ls, src.manifestRaw == nil, !dirOK)
+	res, err := s.streamLayer(ctx, ls, src.manifestRaw == nil, !dirOK)
+	if err != nil {
+		return res, err
+	}
+	// Record the layer now, not when the image is committed, so that a
+	// concurrent Add waiting on this layer's lock finds it complete and
+	// reads nothing again.
+	err = s.withIndex(func(idx *indexFile) (bool, error) {
+		if _, ok := idx.Layers[diffID]; ok {
+			return false, nil
+		}
+		idx.Layers[diffID] = layerRecord{Size: res.unpackedSize, Blob: res.blob}
+		return true, nil
+	})
+	return res, err
 }
 
-// knownBlob finds a stored blob of some image that holds diffID.
+// knownBlob finds a stored blob that holds diffID.
 func (s *Store) knownBlob(idx *indexFile, diffID string) (blobRef, bool) {
+	if b := idx.Layers[diffID].Blob; b.Digest != "" && exists(s.blobPath(b.Digest)) {
+		return b, true
+	}
 	ids := make([]string, 0, len(idx.Images))
 	for id := range idx.Images {
 		ids = append(ids, id)

@@ -153,6 +153,14 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		return err
 	}
 	parent, base := splitPath(rel)
+	for _, c := range strings.Split(parent, "/") {
+		if strings.HasPrefix(c, whiteoutMeta) {
+			return nil // inside aufs bookkeeping (".wh..wh.plnk/…")
+		}
+		if strings.HasPrefix(c, whiteoutPrefix) {
+			return fmt.Errorf("%w: entry inside whiteout %q", ErrUnsafePath, c)
+		}
+	}
 
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		return x.whiteout(parent, base)

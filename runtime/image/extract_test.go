@@ -207,6 +207,7 @@ func TestExtractRefuses(t *testing.T) {
 		{"parent is a file", func(*sandbox) []tarEntry {
 			return []tarEntry{{name: "f", body: "x"}, {name: "f/x", body: "y"}}
 		}, ErrUnsafePath},
+		{"entry inside a whiteout", func(*sandbox) []tarEntry { return []tarEntry{{name: ".wh.a/b/", typ: tar.TypeDir}} }, ErrUnsafePath},
 		{"whiteout of dotdot", func(*sandbox) []tarEntry { return []tarEntry{{name: "d/.wh...", body: ""}} }, ErrUnsafePath},
 	}
 	for _, tt := range tests {
@@ -318,6 +319,7 @@ func TestExtractWhiteouts(t *testing.T) {
 		tarEntry{name: "opq/.wh..wh..opq"},
 		tarEntry{name: "opq/new", body: "n"},
 		tarEntry{name: ".wh..wh.plnk/", typ: tar.TypeDir},
+		tarEntry{name: ".wh..wh.plnk/123.456", body: "aufs hardlink"},
 		tarEntry{name: "already", typ: tar.TypeChar}, // overlay-format whiteout
 	)
 	if err := Extract(context.Background(), bytes.NewReader(data), sb.root); err != nil {

@@ -79,6 +79,9 @@ type imageRecord struct {
 type layerRecord struct {
 	// Size is the layer's uncompressed tar size.
 	Size int64 `json:"size"`
+	// Blob is a stored blob of the layer, reused for archives that name
+	// no blob digest.
+	Blob blobRef `json:"blob"`
 }
 
 type indexFile struct {

@@ -410,13 +410,23 @@ func TestConcurrentAddSharedLayer(t *testing.T) {
 		srcs = append(srcs, img)
 	}
 	n := unpackCount.Load()
+	baseDigest, _ := base.Digest()
+	var mu sync.Mutex
+	reads := 0 // times the shared blob was read to the end
+	ctx := WithProgress(context.Background(), func(e ProgressEvent) {
+		if e.Layer == baseDigest.String() && e.Status == "Done" {
+			mu.Lock()
+			reads++
+			mu.Unlock()
+		}
+	})
 	var wg sync.WaitGroup
 	errs := make([]error, len(srcs))
 	for i, img := range srcs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = s.Add(context.Background(), img, fmt.Sprintf("img%d", i))
+			_, errs[i] = s.Add(ctx, img, fmt.Sprintf("img%d", i))
 		}()
 	}
 	wg.Wait()
@@ -427,6 +437,9 @@ func TestConcurrentAddSharedLayer(t *testing.T) {
 	}
 	if got := unpackCount.Load() - n; got != 5 {
 		t.Fatalf("%d unpacks for 1 shared + 4 own layers, want 5", got)
+	}
+	if reads != 1 {
+		t.Fatalf("the shared layer's blob was read %d times, want once", reads)
 	}
 	list, _ := s.List()
 	if len(list) != 4 {
