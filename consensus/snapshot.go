@@ -18,7 +18,19 @@ import (
 // AllocsByJob, the error-free forms that the placement algorithm reads
 // (scheduler/placement.State).
 type StateSnapshot struct {
-	db *memdb.MemDB
+	db    *memdb.MemDB
+	gen   *storeState // the store generation the snapshot was taken from
+	store *StateStore
+}
+
+// nodeList caches StateSnapshot.Nodes: the scheduler takes a snapshot per
+// evaluation and lists all nodes each time, while the nodes table changes
+// rarely (heartbeats are not Raft writes). Two snapshots of one store
+// generation with the same nodes-table index hold the same nodes.
+type nodeList struct {
+	gen   *storeState
+	index uint64
+	nodes []*api.Node
 }
 
 func (s *StateSnapshot) txn() *memdb.Txn { return s.db.Txn(false) }
@@ -32,8 +44,18 @@ func mustRead[T any](v T, err error) T {
 	return v
 }
 
-// Nodes returns every node, sorted by ID.
-func (s *StateSnapshot) Nodes() []*api.Node { return mustRead(nodes(s.txn(), nil)) }
+// Nodes returns every node, sorted by ID. The slice is shared with other
+// snapshots of the same state: read it, never modify it.
+func (s *StateSnapshot) Nodes() []*api.Node {
+	txn := s.txn()
+	index := tableIndex(txn, nil, TableNodes)
+	if c := s.store.nodeCache.Load(); c != nil && c.gen == s.gen && c.index == index {
+		return c.nodes
+	}
+	list := mustRead(nodes(txn, nil))
+	s.store.nodeCache.Store(&nodeList{gen: s.gen, index: index, nodes: list})
+	return list
+}
 
 // AllocsByNode returns a node's allocations, terminal ones included, sorted by ID.
 func (s *StateSnapshot) AllocsByNode(nodeID string) []*api.Allocation {

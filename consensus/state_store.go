@@ -24,7 +24,8 @@ import (
 // Reads through the StateStore each see the newest committed state; use
 // Snapshot for several reads that must agree with each other.
 type StateStore struct {
-	cur atomic.Pointer[storeState]
+	cur       atomic.Pointer[storeState]
+	nodeCache atomic.Pointer[nodeList] // see StateSnapshot.Nodes
 }
 
 // storeState is one generation of the store. Restore replaces it wholesale
@@ -58,7 +59,8 @@ func (s *StateStore) swap(db *memdb.MemDB) {
 // Snapshot returns a consistent, read-only view of the current state. It is
 // cheap (no copying) and stays valid, unchanged, however the store moves on.
 func (s *StateStore) Snapshot() *StateSnapshot {
-	return &StateSnapshot{db: s.cur.Load().db.Snapshot()}
+	gen := s.cur.Load()
+	return &StateSnapshot{db: gen.db.Snapshot(), gen: gen, store: s}
 }
 
 // LatestIndex returns the Raft index of the newest write to any table.

@@ -420,3 +420,38 @@ func TestCopyHelpersAreDeep(t *testing.T) {
 		t.Fatal("copy of nil is not nil")
 	}
 }
+
+func TestSnapshotNodesFollowsWrites(t *testing.T) {
+	f := NewFSM(testLogger(t))
+	mustApply(t, f, 1, NodeRegisterRequestType, &NodeRegisterRequest{Node: testNode("n1")})
+	s1 := f.State().Snapshot()
+	if got := s1.Nodes(); len(got) != 1 {
+		t.Fatalf("first snapshot: %d nodes", len(got))
+	}
+	mustApply(t, f, 2, NodeRegisterRequestType, &NodeRegisterRequest{Node: testNode("n2")})
+	mustApply(t, f, 3, JobRegisterRequestType, &JobRegisterRequest{Job: testJob("web", 1)})
+	s2 := f.State().Snapshot()
+	if got := s2.Nodes(); len(got) != 2 || got[1].ID != "n2" {
+		t.Fatalf("second snapshot: %+v", got)
+	}
+	if got := s1.Nodes(); len(got) != 1 {
+		t.Fatalf("first snapshot sees a later node: %d nodes", len(got))
+	}
+	mustApply(t, f, 4, NodeUpdateStatusRequestType, &NodeUpdateStatusRequest{NodeID: "n2", Status: api.NodeStatusDown})
+	if got := f.State().Snapshot().Nodes(); got[1].Status != api.NodeStatusDown {
+		t.Fatalf("status change not seen: %+v", got[1])
+	}
+
+	// A restore may bring a different node table under the same index.
+	other := NewFSM(testLogger(t))
+	mustApply(t, other, 1, NodeRegisterRequestType, &NodeRegisterRequest{Node: testNode("x1")})
+	mustApply(t, other, 2, NodeRegisterRequestType, &NodeRegisterRequest{Node: testNode("x2")})
+	mustApply(t, other, 3, NodeRegisterRequestType, &NodeRegisterRequest{Node: testNode("x3")})
+	mustApply(t, other, 4, NodeUpdateStatusRequestType, &NodeUpdateStatusRequest{NodeID: "x3", Status: api.NodeStatusDown})
+	if err := f.Restore(readCloser(persist(t, other))); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.State().Snapshot().Nodes(); len(got) != 3 || got[0].ID != "x1" {
+		t.Fatalf("after restore: %+v", got)
+	}
+}
