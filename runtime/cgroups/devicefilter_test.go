@@ -274,3 +274,56 @@ func TestCPUQuotaAndWeight(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDeviceProgram decodes arbitrary bytes into a rule list (4 bytes a
+// rule) and checks the compiled program against the reference model for
+// every device and access in a small universe.
+func FuzzDeviceProgram(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 7, 1, 1, 1, 3})
+	f.Add([]byte{4, 0, 0, 7, 3, 2, 2, 1, 2, 0, 1, 4})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4*32 {
+			return
+		}
+		nums := []int64{-1, 1, 5}
+		var rules []DeviceRule
+		for i := 0; i+4 <= len(data); i += 4 {
+			r := DeviceRule{
+				Allow: data[i]&1 == 1,
+				Type:  []byte{'a', 'c', 'b'}[int(data[i]>>1)%3],
+				Major: nums[int(data[i+1])%3],
+				Minor: nums[int(data[i+2])%3],
+			}
+			acc := data[i+3] % 8
+			if acc == 0 {
+				acc = 7
+			}
+			for bit, c := range "rwm" {
+				if acc&(1<<bit) != 0 {
+					r.Access += string(c)
+				}
+			}
+			rules = append(rules, r)
+		}
+		insts, err := DeviceProgram(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range []byte{'c', 'b'} {
+			for _, major := range []uint32{1, 5, 9} {
+				for _, minor := range []uint32{1, 5, 9} {
+					for acc := uint32(1); acc < 8; acc++ {
+						bt := uint32(bpfDevChar)
+						if typ == 'b' {
+							bt = bpfDevBlock
+						}
+						got := runDeviceProgram(t, insts, bt, acc, major, minor) == 1
+						if want := referenceDecision(rules, typ, acc, major, minor); got != want {
+							t.Fatalf("rules %v: %c %d:%d access %b: program %v, reference %v", rules, typ, major, minor, acc, got, want)
+						}
+					}
+				}
+			}
+		}
+	})
+}
