@@ -43,6 +43,12 @@
 // cpu.stat, pids.current and the oom_kill line of memory.events. Kill
 // writes cgroup.kill, or freezes with cgroup.freeze where that is missing.
 //
+// berth expects to own the top of the cgroup2 tree it is given. Inside a
+// container whose /sys/fs/cgroup is a non-root cgroup that holds
+// processes, the kernel's "no internal processes" rule refuses the
+// subtree_control writes; the controllers are then reported as not
+// enabled and limits that need them fail with ErrNotSupported.
+//
 // v2 has no devices controller: DeviceProgram compiles the rules into a
 // BPF_PROG_TYPE_CGROUP_DEVICE program (github.com/cilium/ebpf/asm), which
 // is loaded and attached to the cgroup's directory with
