@@ -472,8 +472,12 @@ func (s *Store) streamLayer(ctx context.Context, ls layerSource, gzipPlain, unpa
 	}
 	defer closeDec()
 	var tarSinks io.Writer = diffHash
+	var gzAsync *asyncWriter
 	if gzw != nil {
-		tarSinks = io.MultiWriter(diffHash, gzw)
+		// Compress on another goroutine, beside the unpacking.
+		gzAsync = newAsyncWriter(gzw)
+		defer gzAsync.Close()
+		tarSinks = io.MultiWriter(diffHash, gzAsync)
 	}
 	tarR := io.TeeReader(tarStream, tarSinks)
 
@@ -499,6 +503,9 @@ func (s *Store) streamLayer(ctx context.Context, ls layerSource, gzipPlain, unpa
 		return res, fmt.Errorf("%w: layer %s: %v", ErrBadArchive, label, err)
 	}
 	if gzw != nil {
+		if err := gzAsync.Close(); err != nil {
+			return res, fmt.Errorf("image: compress layer %s: %w", label, err)
+		}
 		if err := gzw.Close(); err != nil {
 			return res, fmt.Errorf("image: compress layer %s: %w", label, err)
 		}
@@ -646,4 +653,42 @@ func imageFromConfig(cfg *v1.ConfigFile, id, digest string, results []layerResul
 	}
 	img.Names = slices.Clone(img.Names)
 	return img
+}
+
+// asyncWriter hands copies of what is written to w on its own goroutine,
+// so that a slow writer (a compressor) runs beside the producer.
+type asyncWriter struct {
+	ch     chan []byte
+	done   chan struct{}
+	err    error
+	closed bool
+}
+
+func newAsyncWriter(w io.Writer) *asyncWriter {
+	a := &asyncWriter{ch: make(chan []byte, 16), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for b := range a.ch {
+			if a.err == nil {
+				_, a.err = w.Write(b)
+			}
+		}
+	}()
+	return a
+}
+
+func (a *asyncWriter) Write(p []byte) (int, error) {
+	a.ch <- bytes.Clone(p)
+	return len(p), nil
+}
+
+// Close waits for everything written to reach w and returns its error.
+// It may be called more than once.
+func (a *asyncWriter) Close() error {
+	if !a.closed {
+		a.closed = true
+		close(a.ch)
+	}
+	<-a.done
+	return a.err
 }

@@ -5,6 +5,7 @@ package image
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -205,6 +206,45 @@ func TestImportBusybox(t *testing.T) {
 	rc.Close()
 	if err != nil || h.String() != img.Layers[0] {
 		t.Fatalf("stored blob unpacks to %s, want %s (%v)", h, img.Layers[0], err)
+	}
+}
+
+func TestImportGzipAndBadName(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := newStore(t)
+	raw, err := os.ReadFile(testutil.BusyboxTar(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	if _, err := s.Import(context.Background(), bytes.NewReader(raw), "Not/Valid"); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("Import with a bad name: %v", err)
+	}
+	plain, err := s.Import(context.Background(), bytes.NewReader(raw), "plain:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := unpackCount.Load()
+	zipped, err := s.Import(context.Background(), &gz, "zipped:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zipped.Layers[0] != plain.Layers[0] || unpackCount.Load() != n {
+		t.Fatal("the same tree imported gzip-compressed was unpacked again")
+	}
+	if _, err := s.Import(context.Background(), bytes.NewReader(raw[:len(raw)/3]), "cut"); !errors.Is(err, ErrBadArchive) {
+		t.Fatalf("Import of a truncated tar: %v", err)
+	}
+	for _, n := range []string{"plain:v1", "zipped:v1"} {
+		if _, err := s.Get(n); err != nil {
+			t.Fatalf("after a failed import: %v", err)
+		}
+	}
+	if _, err := s.Get("cut"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a failed import left an image: %v", err)
 	}
 }
 
@@ -601,7 +641,17 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 func TestOverlayMount(t *testing.T) {
 	testutil.RequireRoot(t)
 	s := newStore(t)
-	img, err := s.Load(context.Background(), bytes.NewReader(dockerSave(t, multiLayerImage(t, "ovl"), "ovl")))
+	// From a file: Load reads it in place, without a spool copy.
+	archive := filepath.Join(t.TempDir(), "ovl.tar")
+	if err := os.WriteFile(archive, dockerSave(t, multiLayerImage(t, "ovl"), "ovl"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := s.Load(context.Background(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
