@@ -1,0 +1,5 @@
+//go:build !linux
+
+package agent
+
+func hostAttributes(string) map[string]string { return map[string]string{} }
