@@ -1,0 +1,274 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// TestDockerWorkflow drives the docker-style CLI against one `berth dev`.
+func TestDockerWorkflow(t *testing.T) {
+	d := StartDev(t)
+	d.ImportBusybox()
+
+	t.Run("images lists busybox", func(t *testing.T) {
+		r := d.MustBerth("images")
+		if !strings.Contains(r.Stdout, "busybox") || !strings.Contains(r.Stdout, "latest") {
+			t.Fatalf("busybox missing from images:\n%s", r)
+		}
+	})
+
+	t.Run("run prints output and returns the exit code", func(t *testing.T) {
+		r := d.Berth("run", "--rm", "busybox", "sh", "-c", "echo hello; echo oops >&2; exit 3")
+		if r.Code != 3 || r.Stdout != "hello\n" || !strings.Contains(r.Stderr, "oops") {
+			t.Fatalf("want exit 3, stdout hello, stderr oops; got %s", r)
+		}
+		r = d.MustBerth("run", "--rm", "-e", "GREETING=Hi from container", "busybox", "sh", "-c", `echo "$GREETING"`)
+		if r.Stdout != "Hi from container\n" {
+			t.Fatalf("env: %s", r)
+		}
+	})
+
+	t.Run("detached then ps, logs -f, exec and stop", func(t *testing.T) {
+		r := d.MustBerth("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+			`i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done`)
+		id := strings.TrimSpace(r.Stdout)
+		if !hex64.MatchString(id) {
+			t.Fatalf("run -d should print a 64-hex container ID: %s", r)
+		}
+		ps := d.MustBerth("ps")
+		if !strings.Contains(ps.Stdout, id[:12]) || !strings.Contains(ps.Stdout, "ticker") || !strings.Contains(ps.Stdout, "Up ") {
+			t.Fatalf("ps does not show the running container %s:\n%s", id[:12], ps)
+		}
+		if q := d.MustBerth("ps", "-q", "--no-trunc"); !strings.Contains(q.Stdout, id) {
+			t.Fatalf("ps -q --no-trunc: %s", q)
+		}
+
+		ex := d.Berth("exec", "ticker", "sh", "-c", "echo $((1+2)); exit 4")
+		if ex.Code != 4 || ex.Stdout != "3\n" {
+			t.Fatalf("exec: want 3 and exit 4, got %s", ex)
+		}
+		ex = d.BerthIn(strings.NewReader("from stdin"), "exec", "-i", id[:8], "cat")
+		if ex.Code != 0 || ex.Stdout != "from stdin" {
+			t.Fatalf("exec -i: %s", ex)
+		}
+
+		logs, lines := d.Stream("logs", "-f", "ticker")
+		seen := 0
+		timeout := time.After(15 * time.Second)
+		for seen < 3 {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("logs -f ended early after %d lines", seen)
+				}
+				if strings.HasPrefix(l, "tick ") {
+					seen++
+				}
+			case <-timeout:
+				t.Fatalf("logs -f: only %d tick lines in 15s", seen)
+			}
+		}
+
+		st := d.MustBerth("stop", "ticker")
+		if strings.TrimSpace(st.Stdout) != "ticker" {
+			t.Fatalf("stop should print the name: %s", st)
+		}
+		// logs -f ends once the container has exited.
+		ended := make(chan struct{})
+		go func() {
+			for range lines {
+			}
+			close(ended)
+		}()
+		select {
+		case <-ended:
+		case <-time.After(15 * time.Second):
+			t.Fatal("logs -f still running 15s after stop")
+		}
+		_ = logs
+		if ps := d.MustBerth("ps"); strings.Contains(ps.Stdout, id[:12]) {
+			t.Fatalf("stopped container still listed by ps:\n%s", ps)
+		}
+		if ps := d.MustBerth("ps", "-a"); !strings.Contains(ps.Stdout, id[:12]) || !strings.Contains(ps.Stdout, "Exited") {
+			t.Fatalf("ps -a should list the exited container:\n%s", ps)
+		}
+		d.MustBerth("rm", "ticker")
+		if ps := d.MustBerth("ps", "-a"); strings.Contains(ps.Stdout, id[:12]) {
+			t.Fatalf("rm left the container:\n%s", ps)
+		}
+	})
+
+	t.Run("stop timeout kills a process that ignores SIGTERM", func(t *testing.T) {
+		d.MustBerth("run", "-d", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; sleep 100 & wait; sleep 100")
+		start := time.Now()
+		r := d.MustBerth("stop", "-t", "1", "stubborn")
+		took := time.Since(start)
+		if took > 12*time.Second {
+			t.Fatalf("stop -t 1 took %s", took)
+		}
+		info := d.Inspect("stubborn")
+		if info.State.State != "dead" || info.State.ExitCode != 137 {
+			t.Fatalf("want dead with exit 137 after stop -t 1, got %+v (stop: %s)", info.State, r)
+		}
+		t.Logf("stop -t 1 of a SIGTERM-ignoring container took %s", took)
+		d.MustBerth("rm", "stubborn")
+	})
+
+	t.Run("memory limit: a hog is OOM-killed and reported", func(t *testing.T) {
+		r := d.Berth("run", "--name", "hog", "--memory", "20m", "busybox", "sh", "-c", `a=xxxxxxxxxxxxxxxx; while true; do a=$a$a; done`)
+		if r.Code != 137 {
+			t.Fatalf("want exit 137 from the OOM kill, got %s", r)
+		}
+		if !strings.Contains(r.Stderr, "OOM") {
+			t.Errorf("run should say the container was OOM-killed: %s", r)
+		}
+		info := d.Inspect("hog")
+		if !info.State.OOMKilled {
+			t.Fatalf("inspect should report oom_killed: %+v", info.State)
+		}
+		if ps := d.MustBerth("ps", "-a"); !strings.Contains(ps.Stdout, "OOMKilled") {
+			t.Errorf("ps -a should show OOMKilled:\n%s", ps)
+		}
+		d.MustBerth("rm", "hog")
+	})
+
+	t.Run("cpus limit holds a busy loop near half a core", func(t *testing.T) {
+		d.MustBerth("run", "-d", "--name", "spinner", "--cpus", "0.5", "busybox", "sh", "-c", "while :; do :; done")
+		defer d.Berth("rm", "-f", "spinner")
+		time.Sleep(time.Second)
+		r := d.MustBerth("stats", "--no-stream", "--format", "json", "spinner")
+		var rows []struct {
+			CPUPercent float64 `json:"cpu_percent"`
+			Error      string  `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil || len(rows) != 1 || rows[0].Error != "" {
+			t.Fatalf("stats: %v %s", err, r)
+		}
+		if rows[0].CPUPercent > 65 || rows[0].CPUPercent < 5 {
+			t.Fatalf("--cpus 0.5 busy loop used %.1f%% of a core, want about 50%%", rows[0].CPUPercent)
+		}
+		t.Logf("busy loop with --cpus 0.5: %.1f%% of a core", rows[0].CPUPercent)
+	})
+
+	t.Run("a volume persists across runs", func(t *testing.T) {
+		d.MustBerth("volume", "create", "keep")
+		d.MustBerth("run", "--rm", "-v", "keep:/data", "busybox", "sh", "-c", "echo persisted > /data/f")
+		r := d.MustBerth("run", "--rm", "-v", "keep:/data", "busybox", "cat", "/data/f")
+		if r.Stdout != "persisted\n" {
+			t.Fatalf("second run read %q from the volume: %s", r.Stdout, r)
+		}
+		if ls := d.MustBerth("volume", "ls"); !strings.Contains(ls.Stdout, "keep") {
+			t.Fatalf("volume ls: %s", ls)
+		}
+		d.MustBerth("volume", "rm", "keep")
+	})
+
+	t.Run("a name in use is refused", func(t *testing.T) {
+		d.MustBerth("run", "-d", "--name", "dup", "busybox", "sleep", "60")
+		defer d.Berth("rm", "-f", "dup")
+		r := d.Berth("run", "--name", "dup", "busybox", "true")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "already in use") {
+			t.Fatalf("want 'already in use' and a non-zero exit, got %s", r)
+		}
+	})
+
+	t.Run("a bad image name is a clear error", func(t *testing.T) {
+		r := d.Berth("run", "--rm", "nosuchimage:1.0", "true")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "nosuchimage") {
+			t.Fatalf("unknown image: want a non-zero exit naming the image, got %s", r)
+		}
+		t.Logf("unknown image: %s", strings.TrimSpace(r.Stderr))
+		r = d.Berth("run", "Not An/Image", "true")
+		if r.Code != 125 || !strings.Contains(r.Stderr, "invalid image reference") {
+			t.Fatalf("invalid reference: want exit 125, got %s", r)
+		}
+	})
+
+	t.Run("bad flags are refused with 125", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"run", "--memory", "1m", "busybox", "true"},
+			{"run", "--cpus", "-1", "busybox", "true"},
+			{"run", "-p", "99999:80", "busybox", "true"},
+			{"run", "--gpus", "count=x", "busybox", "true"},
+			{"run", "--restart", "sometimes", "busybox", "true"},
+		} {
+			if r := d.Berth(args...); r.Code != 125 || r.Stderr == "" {
+				t.Errorf("berth %s: want exit 125 with a message, got %s", strings.Join(args, " "), r)
+			}
+		}
+	})
+
+	t.Run("no node fits says why", func(t *testing.T) {
+		r := d.Berth("run", "--rm", "--memory", "100000g", "busybox", "true")
+		if r.Code == 0 || !strings.Contains(strings.ToLower(r.Stderr), "memory") {
+			t.Fatalf("want a placement failure naming memory, got %s", r)
+		}
+	})
+
+	t.Run("info and an unreachable server", func(t *testing.T) {
+		r := d.MustBerth("info")
+		if !strings.Contains(r.Stdout, "Leader:") || !strings.Contains(r.Stdout, "Nodes:   1 (1 ready)") {
+			t.Fatalf("info: %s", r)
+		}
+		old := d.Addr
+		d.Addr = "http://127.0.0.1:1"
+		r = d.Berth("ps")
+		d.Addr = old
+		if r.Code != 125 || !strings.Contains(r.Stderr, "127.0.0.1:1") || !strings.Contains(r.Stderr, "berth dev") {
+			t.Fatalf("unreachable: want 125 naming the address and hinting at berth dev, got %s", r)
+		}
+	})
+}
+
+// TestDevRestartKeepsContainers kills `berth dev` with SIGKILL, starts it
+// again on the same data directory and ports, and checks that a detached
+// container kept running (same PID) and still logs.
+func TestDevRestartKeepsContainers(t *testing.T) {
+	d := StartDev(t)
+	d.ImportBusybox()
+	d.MustBerth("run", "-d", "--name", "survivor", "busybox", "sh", "-c",
+		`i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done`)
+	before := d.Inspect("survivor")
+	if before.Container == nil || before.Container.Pid <= 0 {
+		t.Fatalf("inspect should give the container's PID: %+v", before)
+	}
+	pid := before.Container.Pid
+
+	d.Kill9()
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		t.Fatalf("container process %d died with berth dev: %v", pid, err)
+	}
+	d.Start()
+
+	WaitFor(t, 20*time.Second, "survivor running after the restart", func() bool {
+		r := d.Berth("ps")
+		return r.Code == 0 && strings.Contains(r.Stdout, "survivor") && strings.Contains(r.Stdout, "Up ")
+	})
+	after := d.Inspect("survivor")
+	if after.Container == nil || after.Container.Pid != pid {
+		t.Fatalf("PID changed across the restart: before %d, after %+v", pid, after.Container)
+	}
+	lastTick := func() int {
+		r := d.MustBerth("logs", "--tail", "1", "survivor")
+		n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(r.Stdout), "tick "))
+		if err != nil {
+			t.Fatalf("logs --tail 1: %s", r)
+		}
+		return n
+	}
+	first := lastTick()
+	time.Sleep(time.Second)
+	if second := lastTick(); second <= first {
+		t.Fatalf("container stopped logging after the restart: tick %d then %d", first, second)
+	}
+}
