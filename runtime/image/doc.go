@@ -39,6 +39,19 @@
 // directories carry trusted.overlay.opaque=y, so the container runtime
 // mounts them (reversed) as lowerdirs without copying a file.
 //
+// Layer trees are not fsynced file by file (index.json and the small
+// blobs are): a process crash never leaves a half-unpacked layer in
+// layers/, but after a power loss a layer may need to be removed and
+// loaded or pulled again. lowerdir paths are absolute, about 100 bytes a
+// layer, so a single overlay mount option holds some 40 layers; a runtime
+// that needs more mounts with relative paths from the store root.
+//
+// # Progress
+//
+// Add, Import and Load report per-layer progress to the function that
+// WithProgress puts in their context ("Already exists", "Downloading",
+// "Done"); without one they report nothing.
+//
 // # Concurrency
 //
 // A Store is safe for use by many goroutines. index.json is replaced

@@ -20,12 +20,14 @@ import (
 	"syscall"
 	"testing"
 
+	gcrcompression "github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testutil"
@@ -687,5 +689,60 @@ func TestOverlayMount(t *testing.T) {
 	}
 	if err := unix.Unmount(mnt, 0); err != nil && !errors.Is(err, syscall.EINVAL) {
 		t.Fatal(err)
+	}
+}
+
+func TestAddZstdAndRepeatedLayer(t *testing.T) {
+	testutil.RequireRoot(t)
+	data := mkTar(t, tarEntry{name: "z/", typ: tar.TypeDir}, tarEntry{name: "z/file", body: "zstd"})
+	zl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		tarball.WithCompression(gcrcompression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty1 := layerOf(t)
+	src, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), empty1, zl, empty1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t)
+	n := unpackCount.Load()
+	img, err := s.Add(context.Background(), src, "zstd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(img.Layers) != 3 || img.Layers[0] != img.Layers[2] {
+		t.Fatalf("layers %v", img.Layers)
+	}
+	if got := unpackCount.Load() - n; got != 2 {
+		t.Fatalf("%d unpacks for 2 distinct layers", got)
+	}
+	dirs, err := s.LayerDirs(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dirs[1], "z/file")); err != nil || string(b) != "zstd" {
+		t.Fatalf("zstd layer content %q %v", b, err)
+	}
+	if img.Digest != mustDigest(t, src) {
+		t.Fatalf("digest %s, source %s", img.Digest, mustDigest(t, src))
+	}
+}
+
+func TestAddCancelled(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Add(ctx, multiLayerImage(t, "cancel"), "cancel"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Add with a cancelled context: %v", err)
+	}
+	for _, sub := range []string{"layers/sha256", "tmp"} {
+		if ents, _ := os.ReadDir(filepath.Join(s.Root(), sub)); len(ents) != 0 {
+			t.Fatalf("%s holds %d entries after a cancelled Add", sub, len(ents))
+		}
+	}
+	if _, err := s.Get("cancel"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("cancelled image stored: %v", err)
 	}
 }
