@@ -31,6 +31,7 @@ const (
 	exitFile   = "exit.json"
 	logFile    = "container.log"
 	shimLog    = "shim.log"
+	planFile   = "init.plan"
 	rootfsDir  = "rootfs"
 	upperDir   = "upper"
 	workDir    = "work"
@@ -142,6 +143,13 @@ func (m *Manager) Start(id string) error {
 		if cg, err = m.cg.Create(c.ID, &c.Spec.Resources); err != nil {
 			return fmt.Errorf("container: cgroup for %s: %w", c.ID, err)
 		}
+	}
+	planData, err := initPlan(c.Spec, dir)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, planFile), planData, 0o600); err != nil {
+		return fmt.Errorf("container: write init plan: %w", err)
 	}
 	// fd 3 of the shim reports to us; fd 4 lets it go on once init is in
 	// the cgroup.

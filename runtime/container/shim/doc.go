@@ -1,6 +1,9 @@
-// Package shim is the container shim written in C, run from a constructor
-// before the Go runtime starts, so that the process that lives as long as
-// each container costs about a megabyte instead of a Go runtime's eight.
+// Package shim holds the two processes of a container that must not pay
+// for a Go runtime, written in C and run from a constructor before the Go
+// runtime starts: the shim, which lives as long as its container and so
+// costs about a megabyte instead of a Go runtime's eight, and the
+// container's init, which would otherwise spend milliseconds starting a
+// runtime and the berth binary's package initialisers only to exec.
 //
 // When the binary is started with argv[0] "berth-shim", the constructor
 // takes over and never returns:
@@ -11,10 +14,19 @@
 // fd 4 carries one byte once the manager has put init in the container's
 // cgroup. The shim clones init (argv[0] "berth-init", argv[1] DIR) in the
 // namespaces of CLONE_FLAGS with stdout and stderr on pipes, fd 3 a pipe
-// carrying DIR/config.json and fd 4 a pipe for init's start error. It then
+// carrying DIR/init.plan and fd 4 a pipe for init's start error. It then
 // writes state.json, copies the container's output into DIR/container.log
 // as JSON lines (the format of package logs, rotated by size), waits for
 // init and writes exit.json atomically.
 //
-// Package container holds the same shim in Go for builds without cgo.
+//
+// Init (argv[0] "berth-init") reads the plan, a list of NUL-terminated
+// operations that package container's initPlan documents and builds
+// (mounts, pivot_root, masked paths, hostname, rlimits, user, capabilities,
+// environment, command), executes it and execs the command, or writes
+// "CODE message" to fd 4 and exits with CODE (127, or 126 for a command
+// that cannot be executed).
+//
+// Package container holds the same shim and init in Go for builds
+// without cgo.
 package shim

@@ -349,7 +349,7 @@ void berth_shim(int argc, char **argv) {
 	snprintf(logpath, sizeof(logpath), "%s/container.log", dir);
 
 	char cfgpath[4200];
-	snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", dir);
+	snprintf(cfgpath, sizeof(cfgpath), "%s/init.plan", dir);
 	size_t cfglen;
 	char *cfg = read_file(cfgpath, &cfglen);
 	open_log();

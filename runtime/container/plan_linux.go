@@ -1,0 +1,158 @@
+package container
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The init plan is what the C init (package shim) executes: a stream of
+// NUL-terminated tokens, each operation followed by a fixed number of
+// arguments. The manager works out everything that needs no access to the
+// container's root (flags, options, which bind targets are files) so the
+// init stays a small interpreter that pays for no Go runtime:
+//
+//	netns PATH                  open a network namespace to join at exec
+//	private                     make / rprivate
+//	rootfs PATH                 the mount point of the container's root
+//	overlay DATA                mount the overlay on rootfs
+//	mount SRC DST TYPE FLAGS DATA KIND RO
+//	                            mount at DST inside rootfs (never following a
+//	                            symlink out of it), creating it as a directory
+//	                            (KIND d) or a file (f); RO 1 remounts read-only
+//	mknod DST TYPE MAJOR MINOR MODE UID GID
+//	symlink TARGET DST
+//	pivot                       pivot_root into rootfs, detach the old root
+//	mask PATH                   /dev/null over a file, ro tmpfs over a directory
+//	ro PATH                     bind PATH read-only
+//	rootro                      remount / read-only
+//	hostname NAME
+//	lo                          bring lo up
+//	rlimit NUM SOFT HARD        clamped to the hard limit
+//	user SPEC                   resolved in /etc/passwd and /etc/group
+//	caps MASK
+//	nnp
+//	cwd PATH                    created if missing
+//	env KEY=VALUE
+//	arg ARG
+//	exec                        look up arg 0 in PATH and exec
+type plan struct{ bytes.Buffer }
+
+func (p *plan) op(tokens ...string) {
+	for _, t := range tokens {
+		p.WriteString(t)
+		p.WriteByte(0)
+	}
+}
+
+// initPlan builds the plan for a container whose directory is dir.
+func initPlan(s *Spec, dir string) ([]byte, error) {
+	for _, v := range append(append(append([]string{}, s.Args...), s.Env...), s.Cwd, s.User, s.Hostname, s.Network) {
+		if strings.IndexByte(v, 0) >= 0 {
+			return nil, fmt.Errorf("%w: NUL byte in %q", ErrInvalidSpec, v)
+		}
+	}
+	var p plan
+	if strings.HasPrefix(s.Network, "/") {
+		p.op("netns", s.Network)
+	}
+	p.op("private")
+	p.op("rootfs", filepath.Join(dir, rootfsDir))
+	lower := make([]string, len(s.Layers))
+	for i, l := range s.Layers {
+		lower[len(s.Layers)-1-i] = l
+	}
+	p.op("overlay", "lowerdir="+strings.Join(lower, ":")+",upperdir="+filepath.Join(dir, upperDir)+",workdir="+filepath.Join(dir, workDir))
+	mount := func(src, dst, fstype string, flags uintptr, data, kind string, ro bool) {
+		r := "0"
+		if ro {
+			r = "1"
+		}
+		p.op("mount", src, dst, fstype, strconv.FormatUint(uint64(flags), 10), data, kind, r)
+	}
+	const nsne = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
+	mount("proc", "/proc", "proc", nsne, "", "d", false)
+	mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k", "d", false)
+	for _, d := range [][3]string{{"null", "1", "3"}, {"zero", "1", "5"}, {"full", "1", "7"}, {"random", "1", "8"}, {"urandom", "1", "9"}, {"tty", "5", "0"}} {
+		p.op("mknod", "/dev/"+d[0], "c", d[1], d[2], "438", "0", "0")
+	}
+	mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", "d", false)
+	mount("shm", "/dev/shm", "tmpfs", nsne, "mode=1777,size=65536k", "d", false)
+	mount("mqueue", "/dev/mqueue", "mqueue", nsne, "", "d", false)
+	mount("sysfs", "/sys", "sysfs", nsne|unix.MS_RDONLY, "", "d", false)
+	for _, l := range [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}} {
+		p.op("symlink", l[0], "/dev/"+l[1])
+	}
+	for _, m := range s.Mounts {
+		switch m.Type {
+		case "tmpfs":
+			flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+			if m.ReadOnly {
+				flags |= unix.MS_RDONLY
+			}
+			mount("tmpfs", m.Destination, "tmpfs", flags, strings.Join(m.Options, ","), "d", false)
+		default:
+			st, err := os.Stat(m.Source)
+			if err != nil {
+				return nil, fmt.Errorf("container: bind mount source: %w", err)
+			}
+			kind := "f"
+			if st.IsDir() {
+				kind = "d"
+			}
+			mount(m.Source, m.Destination, "", unix.MS_BIND|unix.MS_REC, "", kind, m.ReadOnly)
+		}
+	}
+	for _, d := range s.Devices {
+		mode := d.FileMode & 0o777
+		if mode == 0 {
+			mode = 0o666
+		}
+		p.op("mknod", d.Path, string(d.Type), strconv.FormatInt(d.Major, 10), strconv.FormatInt(d.Minor, 10),
+			strconv.FormatUint(uint64(mode), 10), strconv.FormatUint(uint64(d.UID), 10), strconv.FormatUint(uint64(d.GID), 10))
+	}
+	p.op("pivot")
+	for _, m := range maskedPaths {
+		p.op("mask", m)
+	}
+	for _, r := range readonlyPaths {
+		p.op("ro", r)
+	}
+	if s.ReadonlyRootfs {
+		p.op("rootro")
+	}
+	p.op("hostname", s.Hostname)
+	if s.Network == "none" {
+		p.op("lo")
+	}
+	for _, r := range s.Rlimits {
+		n, ok := rlimitNumber(r.Type)
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown rlimit %q", ErrInvalidSpec, r.Type)
+		}
+		p.op("rlimit", strconv.Itoa(n), strconv.FormatUint(r.Soft, 10), strconv.FormatUint(r.Hard, 10))
+	}
+	caps, err := ParseCaps(s.CapAdd, s.CapDrop)
+	if err != nil {
+		return nil, err
+	}
+	p.op("user", s.User)
+	p.op("caps", strconv.FormatUint(uint64(caps), 10))
+	if s.NoNewPrivileges {
+		p.op("nnp")
+	}
+	p.op("cwd", s.Cwd)
+	for _, e := range s.Env {
+		p.op("env", e)
+	}
+	for _, a := range s.Args {
+		p.op("arg", a)
+	}
+	p.op("exec")
+	return p.Bytes(), nil
+}
