@@ -19,7 +19,6 @@
 // as JSON lines (the format of package logs, rotated by size), waits for
 // init and writes exit.json atomically.
 //
-//
 // Init (argv[0] "berth-init") reads the plan, a list of NUL-terminated
 // operations that package container's initPlan documents and builds
 // (mounts, pivot_root, masked paths, hostname, rlimits, user, capabilities,
