@@ -576,7 +576,7 @@ func (s *Store) putBlob(digest string, b []byte) error {
 	if exists(dst) {
 		return nil
 	}
-	if err := writeFileAtomic(dst, b); err != nil {
+	if err := s.writeFileAtomic(dst, b); err != nil {
 		return fmt.Errorf("image: store blob %s: %w", digest, err)
 	}
 	return nil

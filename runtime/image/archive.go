@@ -52,6 +52,9 @@ func (s *Store) Import(ctx context.Context, r io.Reader, name string) (*Image, e
 		return nil, fmt.Errorf("%w: import: reading rootfs tar: %v", ErrBadArchive, err)
 	}
 	closeDec()
+	if h.n == 0 {
+		return nil, fmt.Errorf("%w: import: the rootfs tar is empty", ErrBadArchive)
+	}
 	diffID, _ := v1.NewHash(h.digest())
 	now := time.Now().UTC().Truncate(time.Second)
 	cfg := v1.ConfigFile{

@@ -214,16 +214,17 @@ func (s *Store) writeIndex(idx *indexFile) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.indexPath(), b); err != nil {
+	if err := s.writeFileAtomic(s.indexPath(), b); err != nil {
 		return fmt.Errorf("image: write index: %w", err)
 	}
 	return nil
 }
 
-// writeFileAtomic writes b to path through a temporary file, fsync and
-// rename, so readers see the old or the new content, never a mix.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := fmt.Sprintf("%s.tmp-%d-%d", path, os.Getpid(), time.Now().UnixNano())
+// writeFileAtomic writes b to path through a temporary file (in tmp/, so
+// a crash leaves nothing beside the real files), fsync and rename, so
+// readers see the old or the new content, never a mix.
+func (s *Store) writeFileAtomic(path string, b []byte) error {
+	tmp := s.tmpPath("file")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
