@@ -98,7 +98,9 @@ func (c *evalContext) usageOf(n *api.Node) *nodeUsage {
 		return u
 	}
 	u := newNodeUsage(n)
-	for _, a := range c.st.AllocsByNode(n.ID) {
+	list := c.st.AllocsByNode(n.ID)
+	u.allocs = make([]*api.Allocation, 0, len(list)+1)
+	for _, a := range list {
 		if live(a) && !c.stopped[a.ID] {
 			u.add(a)
 		}

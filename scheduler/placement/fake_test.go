@@ -13,17 +13,42 @@ import (
 type fakeState struct {
 	nodes  []*api.Node
 	allocs map[string]*api.Allocation
+	byNode map[string]map[string]*api.Allocation
+	byJob  map[string]map[string]*api.Allocation
 	index  uint64
 }
 
 var _ State = (*fakeState)(nil)
 
 func newFakeState(nodes []*api.Node, allocs ...*api.Allocation) *fakeState {
-	f := &fakeState{nodes: nodes, allocs: map[string]*api.Allocation{}, index: 100}
+	f := &fakeState{nodes: nodes, allocs: map[string]*api.Allocation{}, index: 100,
+		byNode: map[string]map[string]*api.Allocation{}, byJob: map[string]map[string]*api.Allocation{}}
 	for _, a := range allocs {
-		f.allocs[a.ID] = a
+		f.put(a)
 	}
 	return f
+}
+
+func (f *fakeState) put(a *api.Allocation) {
+	f.allocs[a.ID] = a
+	for _, idx := range []struct {
+		m   map[string]map[string]*api.Allocation
+		key string
+	}{{f.byNode, a.NodeID}, {f.byJob, a.JobID}} {
+		if idx.m[idx.key] == nil {
+			idx.m[idx.key] = map[string]*api.Allocation{}
+		}
+		idx.m[idx.key][a.ID] = a
+	}
+}
+
+func sortedAllocs(m map[string]*api.Allocation) []*api.Allocation {
+	out := make([]*api.Allocation, 0, len(m))
+	for _, a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 func (f *fakeState) Nodes() []*api.Node {
@@ -43,13 +68,9 @@ func (f *fakeState) sorted(keep func(*api.Allocation) bool) []*api.Allocation {
 	return out
 }
 
-func (f *fakeState) AllocsByNode(id string) []*api.Allocation {
-	return f.sorted(func(a *api.Allocation) bool { return a.NodeID == id })
-}
+func (f *fakeState) AllocsByNode(id string) []*api.Allocation { return sortedAllocs(f.byNode[id]) }
 
-func (f *fakeState) AllocsByJob(id string) []*api.Allocation {
-	return f.sorted(func(a *api.Allocation) bool { return a.JobID == id })
-}
+func (f *fakeState) AllocsByJob(id string) []*api.Allocation { return sortedAllocs(f.byJob[id]) }
 
 func (f *fakeState) node(id string) *api.Node {
 	for _, n := range f.nodes {
@@ -74,25 +95,40 @@ func (f *fakeState) apply(p *Plan) {
 					cp.CreateIndex = f.index
 				}
 				cp.ModifyIndex = f.index
-				f.allocs[a.ID] = &cp
+				f.put(&cp)
 			}
 		}
 	}
 }
 
+// removeJob drops a job's allocations, as the garbage collector would.
+func (f *fakeState) removeJob(jobID string) {
+	for id, a := range f.byJob[jobID] {
+		delete(f.allocs, id)
+		delete(f.byNode[a.NodeID], id)
+	}
+	delete(f.byJob, jobID)
+}
+
 // setClient sets the client status of every live alloc matching keep.
 func (f *fakeState) setClient(status string, keep func(*api.Allocation) bool) {
-	for id, a := range f.allocs {
+	for _, a := range f.allocs {
 		if live(a) && keep(a) {
 			cp := *a
 			cp.ClientStatus = status
-			f.allocs[id] = &cp
+			f.put(&cp)
 		}
 	}
 }
 
 func (f *fakeState) liveAllocs(jobID string) []*api.Allocation {
-	return f.sorted(func(a *api.Allocation) bool { return a.JobID == jobID && live(a) })
+	var out []*api.Allocation
+	for _, a := range f.AllocsByJob(jobID) {
+		if live(a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 type nodeOpt func(*api.Node)

@@ -47,51 +47,70 @@ type nodeUsage struct {
 	node   *api.Node
 	cpu    int
 	mem    int
-	gpus   map[string]string  // device UUID → alloc ID holding it
+	gpus   []heldDevice       // devices held, few per node: a slice beats a map
 	ports  map[portKey]string // host port → alloc ID holding it
 	allocs []*api.Allocation  // live allocations, in the order they were added
 
 	devs    []*api.GPUDevice // schedulable devices (MIG parents left out), by Index then UUID
-	devByID map[string]*api.GPUDevice
-	parents map[string]bool // UUIDs of GPUs split into MIG instances
+	parents map[string]bool  // UUIDs of GPUs split into MIG instances; nil when none
+}
+
+type heldDevice struct {
+	uuid, alloc string
 }
 
 func newNodeUsage(n *api.Node) *nodeUsage {
 	u := &nodeUsage{node: n}
 	if len(n.Resources.GPUs) > 0 {
-		u.devByID = make(map[string]*api.GPUDevice, len(n.Resources.GPUs))
-		u.parents = map[string]bool{}
 		for i := range n.Resources.GPUs {
-			d := &n.Resources.GPUs[i]
-			u.devByID[d.UUID] = d
-			if d.ParentUUID != "" {
-				u.parents[d.ParentUUID] = true
+			if p := n.Resources.GPUs[i].ParentUUID; p != "" {
+				if u.parents == nil {
+					u.parents = map[string]bool{}
+				}
+				u.parents[p] = true
 			}
 		}
+		u.devs = make([]*api.GPUDevice, 0, len(n.Resources.GPUs))
+		sorted := true
 		for i := range n.Resources.GPUs {
 			d := &n.Resources.GPUs[i]
-			if !u.parents[d.UUID] {
-				u.devs = append(u.devs, d)
+			if u.parents[d.UUID] {
+				continue
 			}
+			if k := len(u.devs); k > 0 && devLess(d, u.devs[k-1]) {
+				sorted = false
+			}
+			u.devs = append(u.devs, d)
 		}
-		sort.SliceStable(u.devs, func(i, j int) bool {
-			if u.devs[i].Index != u.devs[j].Index {
-				return u.devs[i].Index < u.devs[j].Index
-			}
-			return u.devs[i].UUID < u.devs[j].UUID
-		})
+		if !sorted {
+			sort.SliceStable(u.devs, func(i, j int) bool { return devLess(u.devs[i], u.devs[j]) })
+		}
 	}
 	return u
+}
+
+func devLess(a, b *api.GPUDevice) bool {
+	if a.Index != b.Index {
+		return a.Index < b.Index
+	}
+	return a.UUID < b.UUID
+}
+
+// holder returns the allocation holding a device, or "".
+func (u *nodeUsage) holder(uuid string) string {
+	for _, h := range u.gpus {
+		if h.uuid == uuid {
+			return h.alloc
+		}
+	}
+	return ""
 }
 
 func (u *nodeUsage) add(a *api.Allocation) {
 	u.cpu += a.Resources.CPU
 	u.mem += a.Resources.MemoryMB
 	for _, g := range a.GPUs {
-		if u.gpus == nil {
-			u.gpus = map[string]string{}
-		}
-		u.gpus[g] = a.ID
+		u.gpus = append(u.gpus, heldDevice{g, a.ID})
 	}
 	for _, p := range a.Ports {
 		if u.ports == nil {
@@ -110,10 +129,14 @@ func (u *nodeUsage) remove(a *api.Allocation) {
 		u.allocs = append(u.allocs[:i:i], u.allocs[i+1:]...)
 		u.cpu -= b.Resources.CPU
 		u.mem -= b.Resources.MemoryMB
-		for _, g := range b.GPUs {
-			if u.gpus[g] == b.ID {
-				delete(u.gpus, g)
+		if len(b.GPUs) > 0 {
+			kept := u.gpus[:0:0]
+			for _, h := range u.gpus {
+				if h.alloc != b.ID {
+					kept = append(kept, h)
+				}
 			}
+			u.gpus = kept
 		}
 		for _, p := range b.Ports {
 			k := portKey{p.Value, protocolOf(p.Protocol)}
@@ -129,10 +152,7 @@ func (u *nodeUsage) remove(a *api.Allocation) {
 func (u *nodeUsage) clone() *nodeUsage {
 	c := *u
 	c.allocs = append([]*api.Allocation(nil), u.allocs...)
-	c.gpus = make(map[string]string, len(u.gpus))
-	for k, v := range u.gpus {
-		c.gpus[k] = v
-	}
+	c.gpus = append([]heldDevice(nil), u.gpus...)
 	c.ports = make(map[portKey]string, len(u.ports))
 	for k, v := range u.ports {
 		c.ports[k] = v
@@ -148,7 +168,7 @@ func (u *nodeUsage) freeGPUs() (free, total int) {
 			continue
 		}
 		total++
-		if _, held := u.gpus[d.UUID]; !held {
+		if u.holder(d.UUID) == "" {
 			free++
 		}
 	}
@@ -229,14 +249,22 @@ func (u *nodeUsage) fit(ask *groupAsk) (*fitResult, string) {
 		res.ports = ports
 	}
 	if len(ask.gpus) > 0 {
-		taken := map[string]bool{}
-		for _, ga := range ask.gpus {
+		var taken map[string]bool // devices given to earlier tasks of this copy
+		for i, ga := range ask.gpus {
+			if i > 0 && taken == nil {
+				taken = map[string]bool{}
+				for _, id := range res.gpus {
+					taken[id] = true
+				}
+			}
 			ids, reason := u.assignGPUs(ga, taken)
 			if reason != "" {
 				return nil, reason
 			}
 			for _, id := range ids {
-				taken[id] = true
+				if taken != nil {
+					taken[id] = true
+				}
 			}
 			res.gpus = append(res.gpus, ids...)
 		}
@@ -287,7 +315,8 @@ func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, str
 	if len(u.devs) == 0 {
 		return nil, "gpu: node has no GPUs"
 	}
-	var modelOK, memOK, kindOK []*api.GPUDevice
+	var kindOK, modelOK, memOK int
+	var free []*api.GPUDevice
 	for _, d := range u.devs {
 		if req.MIGProfile != "" {
 			if d.MIGProfile != req.MIGProfile || d.ParentUUID == "" {
@@ -296,36 +325,32 @@ func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, str
 		} else if d.ParentUUID != "" {
 			continue
 		}
-		kindOK = append(kindOK, d)
+		kindOK++
 		if req.Model != "" && d.Model != req.Model && (ga.model == nil || !ga.model.MatchString(d.Model)) {
 			continue
 		}
-		modelOK = append(modelOK, d)
+		modelOK++
 		if d.MemoryMiB < req.MinMemoryMiB {
 			continue
 		}
-		memOK = append(memOK, d)
-	}
-	switch {
-	case len(kindOK) == 0 && req.MIGProfile != "":
-		return nil, fmt.Sprintf("gpu: no MIG instance with profile %q", req.MIGProfile)
-	case len(kindOK) == 0:
-		return nil, "gpu: node has no whole GPUs (only MIG instances)"
-	case len(modelOK) == 0:
-		return nil, fmt.Sprintf("gpu: no device matches model %q", req.Model)
-	case len(memOK) == 0:
-		return nil, fmt.Sprintf("gpu: no device has min_memory_mib %d", req.MinMemoryMiB)
-	case len(memOK) < req.Count:
-		return nil, fmt.Sprintf("gpu: node has fewer than %d matching devices", req.Count)
-	}
-	var free []*api.GPUDevice
-	for _, d := range memOK {
-		if _, held := u.gpus[d.UUID]; held || taken[d.UUID] || !d.Healthy {
+		memOK++
+		if !d.Healthy || taken[d.UUID] || u.holder(d.UUID) != "" {
 			continue
 		}
 		free = append(free, d)
 	}
-	if len(free) < req.Count {
+	switch {
+	case kindOK == 0 && req.MIGProfile != "":
+		return nil, fmt.Sprintf("gpu: no MIG instance with profile %q", req.MIGProfile)
+	case kindOK == 0:
+		return nil, "gpu: node has no whole GPUs (only MIG instances)"
+	case modelOK == 0:
+		return nil, fmt.Sprintf("gpu: no device matches model %q", req.Model)
+	case memOK == 0:
+		return nil, fmt.Sprintf("gpu: no device has min_memory_mib %d", req.MinMemoryMiB)
+	case memOK < req.Count:
+		return nil, fmt.Sprintf("gpu: node has fewer than %d matching devices", req.Count)
+	case len(free) < req.Count:
 		return nil, "gpu: not enough free healthy devices"
 	}
 	var chosen []*api.GPUDevice
@@ -432,27 +457,31 @@ func Fits(node *api.Node, allocs []*api.Allocation) (ok bool, reason string) {
 		return false, "node does not exist"
 	}
 	u := newNodeUsage(node)
+	devByID := make(map[string]*api.GPUDevice, len(node.Resources.GPUs))
+	for i := range node.Resources.GPUs {
+		devByID[node.Resources.GPUs[i].UUID] = &node.Resources.GPUs[i]
+	}
 	for _, a := range allocs {
 		if a == nil || !live(a) {
 			continue
 		}
 		for _, g := range a.GPUs {
-			d, exists := u.devByID[g]
+			d, exists := devByID[g]
 			if !exists {
 				return false, fmt.Sprintf("gpu %s of alloc %s does not exist on node %s", g, a.ID, node.Name)
 			}
-			if other, held := u.gpus[g]; held {
+			if other := u.holder(g); other != "" {
 				return false, fmt.Sprintf("gpu %s is assigned to both alloc %s and alloc %s", g, other, a.ID)
 			}
 			if d.ParentUUID != "" {
-				if other, held := u.gpus[d.ParentUUID]; held {
+				if other := u.holder(d.ParentUUID); other != "" {
 					return false, fmt.Sprintf("gpu %s (MIG instance of %s) of alloc %s overlaps alloc %s, which holds the whole GPU", g, d.ParentUUID, a.ID, other)
 				}
 			}
 			if u.parents[g] {
-				for child, holder := range u.gpus {
-					if cd := u.devByID[child]; cd != nil && cd.ParentUUID == g {
-						return false, fmt.Sprintf("gpu %s of alloc %s is split into MIG instances and %s is held by alloc %s", g, a.ID, child, holder)
+				for _, h := range u.gpus {
+					if cd := devByID[h.uuid]; cd != nil && cd.ParentUUID == g {
+						return false, fmt.Sprintf("gpu %s of alloc %s is split into MIG instances and %s is held by alloc %s", g, a.ID, h.uuid, h.alloc)
 					}
 				}
 			}
