@@ -73,6 +73,30 @@ type source struct {
 	// one (and gzip plain layers) for an archive that carries none.
 	manifestRaw []byte
 	layers      []layerSource
+	// pins holds what this Add pinned on the way (blob digests learnt
+	// while streaming) until it is committed.
+	pins pinList
+}
+
+// pinList collects unpin functions to run when an Add ends.
+type pinList struct {
+	mu     sync.Mutex
+	unpins []func()
+}
+
+func (p *pinList) add(unpin func()) {
+	p.mu.Lock()
+	p.unpins = append(p.unpins, unpin)
+	p.mu.Unlock()
+}
+
+func (p *pinList) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, u := range p.unpins {
+		u()
+	}
+	p.unpins = nil
 }
 
 // layerResult is a stored layer.
@@ -183,8 +207,8 @@ func (s *Store) addSource(ctx context.Context, src *source, in []string) (*Image
 			keys = append(keys, l.digest.String())
 		}
 	}
-	unpin := s.pin(keys...)
-	defer unpin()
+	src.pins.add(s.pin(keys...))
+	defer src.pins.release()
 
 	results := make([]layerResult, len(src.layers))
 	if err := s.storeLayers(ctx, src, results); err != nil {
@@ -203,7 +227,7 @@ func (s *Store) addSource(ctx context.Context, src *source, in []string) (*Image
 			return nil, err
 		}
 		manifestDigest = "sha256:" + sha256Hex(manRaw)
-		defer s.pin(manifestDigest)()
+		src.pins.add(s.pin(manifestDigest))
 	} else {
 		m, _ := v1.ParseManifest(bytes.NewReader(manRaw))
 		manifestMediaType = string(m.MediaType)
@@ -322,12 +346,16 @@ func (s *Store) ensureLayer(ctx context.Context, src *source, i int) (layerResul
 			}
 		} else if b, ok := s.knownBlob(idx, diffID); ok {
 			// An archive without a manifest: reuse the blob some image
-			// already has for this diffID.
-			progress(ProgressEvent{Layer: b.Digest, Status: "Already exists", Current: b.Size, Total: b.Size})
-			return layerResult{blob: b, unpackedSize: rec.Size}, nil
+			// already has for this diffID. Pin it, then make sure a
+			// Remove did not take it in between.
+			src.pins.add(s.pin(b.Digest))
+			if exists(s.blobPath(b.Digest)) {
+				progress(ProgressEvent{Layer: b.Digest, Status: "Already exists", Current: b.Size, Total: b.Size})
+				return layerResult{blob: b, unpackedSize: rec.Size}, nil
+			}
 		}
 	}
-	res, err := s.streamLayer(ctx, ls, src.manifestRaw == nil, !dirOK)
+	res, err := s.streamLayer(ctx, ls, &src.pins, src.manifestRaw == nil, !dirOK)
 	if err != nil {
 		return res, err
 	}
@@ -405,7 +433,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // set) while it is hashed, and the tar is hashed and, when unpack is set,
 // unpacked into a temporary directory. Both are renamed into place only
 // when the digests match.
-func (s *Store) streamLayer(ctx context.Context, ls layerSource, gzipPlain, unpack bool) (res layerResult, err error) {
+func (s *Store) streamLayer(ctx context.Context, ls layerSource, pins *pinList, gzipPlain, unpack bool) (res layerResult, err error) {
 	diffID := ls.diffID.String()
 	label := ls.digest.String()
 	if ls.digest.Hex == "" {
@@ -527,8 +555,9 @@ func (s *Store) streamLayer(ctx context.Context, ls layerSource, gzipPlain, unpa
 		return res, fmt.Errorf("image: layer %s: %w", label, err)
 	}
 
-	// Pin the blob digest (it may be new to the caller) before it lands.
-	defer s.pin(digest)()
+	// Pin the blob digest (it may be new to the caller) before it lands,
+	// until the image is committed.
+	pins.add(s.pin(digest))
 	if err := s.installBlob(blobTmp, digest); err != nil {
 		return res, err
 	}
