@@ -154,7 +154,7 @@ func (s *StateStore) BlockingQuery(ctx context.Context, minIndex uint64, fn func
 		if err != nil {
 			return err
 		}
-		if index > minIndex || ctx.Err() != nil {
+		if minIndex == 0 || index > minIndex || ctx.Err() != nil {
 			return nil
 		}
 		if err := ws.WatchCtx(ctx); err != nil {

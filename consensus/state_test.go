@@ -312,6 +312,19 @@ func TestBlockingQuery(t *testing.T) {
 		}
 	})
 
+	t.Run("does not block with index 0", func(t *testing.T) {
+		f := NewFSM(testLogger(t))
+		calls := 0
+		err := f.State().BlockingQuery(context.Background(), 0, func(ws memdb.WatchSet, s *StateStore) (uint64, error) {
+			calls++
+			_, err := s.Jobs(ws)
+			return s.IndexWatch(ws, TableJobs), err // 0: nothing written yet
+		})
+		if err != nil || calls != 1 {
+			t.Fatalf("err %v, calls %d", err, calls)
+		}
+	})
+
 	t.Run("ends with the last result when ctx is done", func(t *testing.T) {
 		f := newFSM(t)
 		var got []*api.Allocation
