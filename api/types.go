@@ -52,8 +52,12 @@ type Group struct {
 	Affinities  []Affinity     `json:"affinities,omitempty"`
 	Spreads     []Spread       `json:"spread,omitempty"`
 	Restart     *RestartPolicy `json:"restart,omitempty"`
-	Gang        bool           `json:"gang,omitempty"` // place all Count copies at once or none
-	Tasks       []*Task        `json:"tasks"`
+	// Reschedule bounds how often a failed copy is placed again (on any
+	// node) after its restarts are used up. nil takes the job type's
+	// default.
+	Reschedule *ReschedulePolicy `json:"reschedule,omitempty"`
+	Gang       bool              `json:"gang,omitempty"` // place all Count copies at once or none
+	Tasks      []*Task           `json:"tasks"`
 }
 
 // Restart modes.
@@ -70,6 +74,13 @@ type RestartPolicy struct {
 	Mode     string   `json:"mode,omitempty"`
 	// OnSuccess restarts a task that exited 0 too (docker's --restart always).
 	OnSuccess bool `json:"on_success,omitempty"`
+}
+
+// ReschedulePolicy bounds replacing failed copies of a group.
+type ReschedulePolicy struct {
+	// Attempts is how many times a failed copy is replaced; 0 never
+	// replaces it (docker run semantics).
+	Attempts int `json:"attempts"`
 }
 
 // Task is one container.
