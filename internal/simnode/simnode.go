@@ -200,9 +200,9 @@ func (f *Fleet) heartbeat(ctx context.Context, n *api.Node, ttl time.Duration) {
 	if ttl <= 0 {
 		ttl = 10 * time.Second
 	}
-	// Heartbeat at a third of the TTL, spread out so thousands of nodes do
-	// not beat in lockstep.
-	interval := ttl / 3
+	// Heartbeat twice per TTL, as agents do (the server sizes the TTL for
+	// that rate), spread out so thousands of nodes do not beat in lockstep.
+	interval := ttl / 2
 	t := time.NewTimer(time.Duration(mrand.Int64N(int64(interval))))
 	defer t.Stop()
 	for {
@@ -223,7 +223,7 @@ func (f *Fleet) heartbeat(ctx context.Context, n *api.Node, ttl time.Duration) {
 				_, _ = f.cfg.Client.WithContext(ctx).Nodes().Register(n)
 			}
 		case err == nil && resp.HeartbeatTTL > 0:
-			interval = time.Duration(resp.HeartbeatTTL) / 3
+			interval = time.Duration(resp.HeartbeatTTL) / 2
 		}
 		t.Reset(interval)
 	}

@@ -1,0 +1,277 @@
+package e2e
+
+// The scheduling benchmark of `make bench`: real berth server processes
+// (Raft on disk), 5,000 simulated nodes with realistic capacities (a tenth
+// with 8 GPUs), and jobs submitted until 100,000 allocations are placed. It
+// reports placements per second, the p50/p99 latency from submitting a
+// count=1 job to seeing its allocation committed while that load runs, and
+// the server's RSS at the end.
+//
+// It carries no build tag so `make bench` (which passes none) runs it, and
+// it skips without BERTH_BIN, so plain `go test -bench` elsewhere is safe.
+// The scenario runs once per process and variant: go test calls a
+// benchmark function several times (b.N = 1, then -benchtime's N), and
+// placing 100,000 allocations again would measure a full cluster instead.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/simnode"
+)
+
+const (
+	benchNodes      = 5000
+	benchAllocs     = 100000
+	benchSubmitters = 8  // jobs in flight at once
+	benchJobCount   = 50 // allocations per ordinary job
+	benchGPUCount   = 10 // allocations per GPU job (every 20th job)
+)
+
+// schedResult is what one run of the scenario measured.
+type schedResult struct {
+	servers      int
+	placed       int
+	failed       int
+	jobs         int
+	elapsed      time.Duration
+	probes       []time.Duration
+	rssBytes     int64
+	registerTime time.Duration
+}
+
+func (r *schedResult) placementsPerSec() float64 {
+	return float64(r.placed) / r.elapsed.Seconds()
+}
+
+func (r *schedResult) percentile(p float64) time.Duration {
+	if len(r.probes) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), r.probes...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s))*p+0.5) - 1
+	i = max(0, min(i, len(s)-1))
+	return s[i]
+}
+
+var (
+	benchMu      sync.Mutex
+	benchResults = map[int]*schedResult{}
+)
+
+func BenchmarkSchedule5000Nodes(b *testing.B) { benchSchedule(b, 1) }
+
+func BenchmarkSchedule5000Nodes3Servers(b *testing.B) { benchSchedule(b, 3) }
+
+func benchSchedule(b *testing.B, servers int) {
+	BerthBin(b)
+	if testing.Short() {
+		b.Skip("the scheduling benchmark places 100,000 allocations; not in -short")
+	}
+	benchMu.Lock()
+	res := benchResults[servers]
+	benchMu.Unlock()
+	if res == nil {
+		res = runSchedScenario(b, servers)
+		benchMu.Lock()
+		benchResults[servers] = res
+		benchMu.Unlock()
+		fmt.Printf("schedbench: servers=%d nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p99=%s (%d probes); server RSS %.0f MiB; 5000 node registrations took %s\n",
+			res.servers, benchNodes, res.placed, res.failed, res.jobs, res.elapsed.Round(time.Millisecond),
+			res.placementsPerSec(), res.percentile(0.50).Round(100*time.Microsecond), res.percentile(0.99).Round(100*time.Microsecond),
+			len(res.probes), float64(res.rssBytes)/(1<<20), res.registerTime.Round(time.Millisecond))
+	}
+	b.ReportMetric(float64(res.elapsed.Nanoseconds())/float64(max(res.placed, 1)), "ns/op")
+	b.ReportMetric(res.placementsPerSec(), "placements/s")
+	b.ReportMetric(float64(res.percentile(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(res.percentile(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(res.rssBytes)/(1<<20), "rss-MiB")
+}
+
+func benchJob(i int) *api.Job {
+	task := &api.Task{Name: "main", Image: "registry.local/app:" + strconv.Itoa(i%7), Command: []string{"serve"},
+		Resources: api.Resources{CPU: 250 + 250*(i%4), MemoryMB: 256 << (i % 3)}}
+	count := benchJobCount
+	if i%20 == 19 {
+		count = benchGPUCount
+		task.Resources = api.Resources{CPU: 4000, MemoryMB: 32 << 10, GPUs: &api.GPURequest{Count: 1 + i%2}}
+	}
+	return &api.Job{Name: "bench-" + strconv.Itoa(i), Type: api.JobTypeService, Priority: 50,
+		Groups: []*api.Group{{Name: "app", Count: count, Tasks: []*api.Task{task}}}}
+}
+
+func probeJob(i int) *api.Job {
+	return &api.Job{Name: "probe-" + strconv.Itoa(i), Type: api.JobTypeService, Priority: 50,
+		Groups: []*api.Group{{Name: "app", Count: 1, Tasks: []*api.Task{{Name: "main", Image: "registry.local/probe:1",
+			Resources: api.Resources{CPU: 100, MemoryMB: 64}}}}}}
+}
+
+// waitEvalDone blocks until an evaluation is no longer pending.
+func waitEvalDone(cl *api.Client, id string) (*api.Evaluation, error) {
+	var index uint64
+	for {
+		ev, meta, err := cl.Evaluations().Info(id, &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second})
+		if api.IsNotFound(err) {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ev.Status != api.EvalStatusPending && ev.Status != "" {
+			return ev, nil
+		}
+		index = max(index, meta.LastIndex)
+	}
+}
+
+// probe submits a count=1 job and returns how long it took until its
+// allocation was visible as committed.
+func probe(cl *api.Client, i int) (time.Duration, error) {
+	start := time.Now()
+	resp, err := cl.Jobs().Register(probeJob(i))
+	if err != nil {
+		return 0, err
+	}
+	index := resp.Index
+	for {
+		allocs, meta, err := cl.Jobs().Allocations("probe-"+strconv.Itoa(i), &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second})
+		if err != nil && !api.IsNotFound(err) {
+			return 0, err
+		}
+		if len(allocs) > 0 {
+			return time.Since(start), nil
+		}
+		if meta != nil {
+			index = max(index, meta.LastIndex)
+		}
+		if time.Since(start) > time.Minute {
+			return 0, fmt.Errorf("probe-%d not placed within a minute", i)
+		}
+	}
+}
+
+func runSchedScenario(b *testing.B, servers int) *schedResult {
+	b.Helper()
+	c := StartCluster(b, servers, ClusterOptions{LogLevel: "warn"})
+	leader := c.WaitLeader(30 * time.Second)
+	res := &schedResult{servers: servers}
+
+	// Clients talk to the leader (followers would forward every write).
+	cl := leader.Client(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	fleet, err := simnode.Start(ctx, simnode.Config{Client: cl, Count: benchNodes, RegisterConcurrency: 64})
+	if err != nil {
+		b.Fatalf("register %d simulated nodes: %v", benchNodes, err)
+	}
+	defer fleet.Stop()
+	res.registerTime = time.Since(start)
+	b.ResetTimer()
+
+	var (
+		next      atomic.Int64 // next job index
+		requested atomic.Int64 // allocations asked for by submitted jobs
+		firstErr  atomic.Pointer[error]
+		wg        sync.WaitGroup
+	)
+	fail := func(err error) { firstErr.CompareAndSwap(nil, &err) }
+	bulkDone := make(chan struct{})
+	start = time.Now()
+	for w := 0; w < benchSubmitters; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for firstErr.Load() == nil {
+				// Claim a job, unless the jobs claimed so far already ask
+				// for the target number of allocations.
+				if requested.Load() >= benchAllocs {
+					return
+				}
+				i := int(next.Add(1) - 1)
+				job := benchJob(i)
+				requested.Add(int64(job.Groups[0].Count))
+				resp, err := cl.Jobs().Register(job)
+				if err != nil {
+					fail(fmt.Errorf("register %s: %w", job.Name, err))
+					return
+				}
+				if _, err := waitEvalDone(cl, resp.EvalID); err != nil {
+					fail(fmt.Errorf("wait for %s: %w", job.Name, err))
+					return
+				}
+			}
+		}()
+	}
+	var probes []time.Duration
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		for i := 0; ; i++ {
+			select {
+			case <-bulkDone:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			d, err := probe(cl, i)
+			if err != nil {
+				fail(fmt.Errorf("probe: %w", err))
+				return
+			}
+			select {
+			case <-bulkDone: // finished after the load ended: not under load
+				return
+			default:
+				probes = append(probes, d)
+			}
+		}
+	}()
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	close(bulkDone)
+	<-probeDone
+	b.StopTimer()
+	if p := firstErr.Load(); p != nil {
+		b.Fatal(*p)
+	}
+	res.probes = probes
+	res.jobs = int(next.Load())
+
+	// Count what is committed, job by job, rather than trusting the evals.
+	for i := 0; i < res.jobs; i++ {
+		allocs, _, err := cl.Jobs().Allocations("bench-"+strconv.Itoa(i), nil)
+		if err != nil {
+			b.Fatalf("count allocations of bench-%d: %v", i, err)
+		}
+		want := benchJob(i).Groups[0].Count
+		got := 0
+		for _, a := range allocs {
+			if a.DesiredStatus == api.AllocDesiredRun {
+				got++
+			}
+		}
+		res.placed += got
+		res.failed += want - got
+	}
+	for _, s := range c.Servers {
+		if rss, err := RSS(s.Pid()); err == nil && rss > res.rssBytes {
+			res.rssBytes = rss
+		}
+	}
+	if os.Getenv("BERTH_BENCH_KEEP_LOGS") != "" {
+		for _, s := range c.Servers {
+			c.dumpLog(s)
+		}
+	}
+	return res
+}
