@@ -746,3 +746,50 @@ func TestAddCancelled(t *testing.T) {
 		t.Fatalf("cancelled image stored: %v", err)
 	}
 }
+
+// TestAddRemoveRace adds and removes two images that share a layer from
+// two goroutines: after every Add the image's layers must all be on disk.
+func TestAddRemoveRace(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := newStore(t)
+	base := baseLayer(t)
+	var srcs []v1.Image
+	for i := range 2 {
+		img, err := mutate.AppendLayers(empty.Image, base, layerOf(t, tarEntry{name: fmt.Sprintf("race%d", i), body: "x"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, img)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for i, src := range srcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 15 {
+				img, err := s.Add(context.Background(), src, fmt.Sprintf("race%d", i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.LayerDirs(img); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.Remove(img.ID); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root(), "layers/sha256")); len(ents) != 0 {
+		t.Fatalf("%d layer dirs left after removing everything", len(ents))
+	}
+}
