@@ -256,6 +256,11 @@ func (s *Store) commit(rec *imageRecord, names []string, results []layerResult) 
 	var replaced *imageRecord
 	err := s.withIndex(func(idx *indexFile) (bool, error) {
 		if old := idx.Images[rec.ID]; old != nil {
+			if old.Digest == rec.Digest && !slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(old.Names, n) }) {
+				// Already stored with these names: nothing to write.
+				out = old.public()
+				return false, nil
+			}
 			rec.Names = old.Names
 			if old.Digest != rec.Digest {
 				replaced = old
