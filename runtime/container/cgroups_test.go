@@ -134,6 +134,14 @@ func TestLogsStreamsAndRotation(t *testing.T) {
 	}
 }
 
+func TestLogsEscapeBytes(t *testing.T) {
+	m := newManager(t)
+	r := run(t, m, testSpec(t, `printf 'bin\377\001<&>\t"\\ \342\200\250 é\n'`))
+	if want := "bin\uFFFD\u0001<&>\t\"\\ \u2028 é\n"; r.stdout != want {
+		t.Errorf("logged %q, want %q", r.stdout, want)
+	}
+}
+
 func TestLogsFollow(t *testing.T) {
 	m := newManager(t)
 	s := testSpec(t, `for i in 1 2 3; do echo tick $i; sleep 0.2; done`)

@@ -138,18 +138,30 @@ func (m *Manager) Start(id string) error {
 		return fmt.Errorf("%w: %s is %s", ErrAlreadyStarted, c.ID, c.State.Status)
 	}
 	dir := m.dir(c.ID)
+	// Only one Start per container, even from several processes.
+	lock, err := os.OpenFile(filepath.Join(dir, planFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrAlreadyStarted, c.ID)
+		}
+		return fmt.Errorf("container: start %s: %w", c.ID, err)
+	}
+	planData, err := initPlan(c.Spec, dir)
+	if err == nil {
+		_, err = lock.Write(planData)
+	}
+	if cerr := lock.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(filepath.Join(dir, planFile)) // let a corrected retry start
+		return fmt.Errorf("container: write the init plan of %s: %w", c.ID, err)
+	}
 	var cg cgroups.Cgroup
 	if m.cg != nil {
 		if cg, err = m.cg.Create(c.ID, &c.Spec.Resources); err != nil {
 			return fmt.Errorf("container: cgroup for %s: %w", c.ID, err)
 		}
-	}
-	planData, err := initPlan(c.Spec, dir)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, planFile), planData, 0o600); err != nil {
-		return fmt.Errorf("container: write init plan: %w", err)
 	}
 	// fd 3 of the shim reports to us; fd 4 lets it go on once init is in
 	// the cgroup.

@@ -3,7 +3,6 @@ package container
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -189,10 +188,23 @@ func (e *StartError) Is(target error) bool {
 	return false
 }
 
-var idRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
-
-// ValidID reports whether id can name a container (and its directory).
-func ValidID(id string) bool { return idRE.MatchString(id) }
+// ValidID reports whether id can name a container (and its directory):
+// 1 to 128 of [a-zA-Z0-9_.-], starting with a letter or digit.
+func ValidID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks the spec and fills in defaults. It does not touch the disk.
 func (s *Spec) Validate() error {
