@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	_ "github.com/berth-dev/berth/runtime/container/nsenter" // joins namespaces for berth-exec
+	"github.com/berth-dev/berth/runtime/container/nsenter" // joins namespaces for berth-exec
 	"github.com/berth-dev/berth/runtime/reexec"
 )
 
@@ -25,6 +25,9 @@ import (
 // user and working directory. It returns the process's exit code (128+signal
 // when killed). Cancelling ctx kills the process.
 func (m *Manager) Exec(ctx context.Context, id string, p *Process, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if !nsenter.Available {
+		return -1, fmt.Errorf("%w: exec needs a binary built with cgo", ErrNotSupported)
+	}
 	if p == nil || len(p.Args) == 0 || p.Args[0] == "" {
 		return -1, fmt.Errorf("%w: exec needs a command", ErrInvalidSpec)
 	}

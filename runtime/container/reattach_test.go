@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/runtime/cgroups"
+	"github.com/berth-dev/berth/runtime/container/nsenter"
 	"github.com/berth-dev/berth/runtime/reexec"
 )
 
@@ -110,6 +111,9 @@ func TestReattachAfterManagerKilled(t *testing.T) {
 }
 
 func TestExec(t *testing.T) {
+	if !nsenter.Available {
+		t.Skip("exec needs cgo (package nsenter)")
+	}
 	m := newManager(t)
 	s := testSpec(t, "echo ready; exec sleep 100")
 	s.Hostname = "exechost"
