@@ -40,8 +40,10 @@ func benchPlan(job *api.Job, seq *int) *PlanApplyRequest {
 // benchLeader opens a single bootstrapped server on a real disk with one
 // registered job, and returns the job as stored (what placement embeds).
 func benchLeader(b *testing.B) (*Node, *api.Job) {
+	// Error level: a lone server's first election warns, and benchmark
+	// logs are always printed.
 	n, err := Open(Config{NodeID: "bench", DataDir: b.TempDir(), BindAddr: "127.0.0.1:0", Bootstrap: true,
-		Logger: slog.New(slog.NewTextHandler(&tWriter{t: b}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Logger: testLoggerAt(b, slog.LevelError)})
 	if err != nil {
 		b.Fatal(err)
 	}

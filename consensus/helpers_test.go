@@ -32,14 +32,16 @@ func (w *tWriter) Write(p []byte) (int, error) {
 
 // testLogger routes logs to t.Log. Call it before opening nodes, so its
 // cleanup (which silences it) runs after theirs.
-func testLogger(t testing.TB) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger { return testLoggerAt(t, slog.LevelInfo) }
+
+func testLoggerAt(t testing.TB, level slog.Level) *slog.Logger {
 	w := &tWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
 		w.done = true
 		w.mu.Unlock()
 	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 func testJob(id string, count int) *api.Job {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -435,4 +436,22 @@ func TestClusterSurvivesFullRestart(t *testing.T) {
 		}
 	}
 	registerJob(t, leader, "after-restart")
+}
+
+func TestOpenRefusesALockedDataDir(t *testing.T) {
+	logger := testLogger(t)
+	dir := t.TempDir()
+	n, err := Open(Config{NodeID: "a", DataDir: dir, BindAddr: "127.0.0.1:0", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown() })
+	second, err := Open(Config{NodeID: "a", DataDir: dir, BindAddr: "127.0.0.1:0", Logger: logger})
+	if err == nil {
+		second.Shutdown()
+		t.Fatal("a second server opened the same data directory")
+	}
+	if !strings.Contains(err.Error(), "another berth server") {
+		t.Fatalf("error does not say what to do: %v", err)
+	}
 }
