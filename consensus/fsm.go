@@ -199,10 +199,8 @@ func (w *writer) alloc(id string) *api.Allocation {
 }
 
 func (w *writer) upsertEvals(evals []*api.Evaluation) error {
-	for _, e := range evals {
-		if e == nil || e.ID == "" {
-			return fmt.Errorf("%w: evaluation without an ID", ErrInvalidRequest)
-		}
+	if err := w.checkEvals(evals); err != nil {
+		return err
 	}
 	for _, e := range evals {
 		e.CreateIndex = w.index

@@ -54,7 +54,10 @@ func (t MessageType) String() string {
 }
 
 // JobRegisterRequest creates or updates a job and, usually, the evaluation
-// that schedules it. Job.SubmitTime must be stamped by the caller.
+// that schedules it. Job.SubmitTime must be stamped by the caller. The FSM
+// sets Stop=false, CreateIndex on first insert, ModifyIndex and
+// JobModifyIndex on every register, and Version: 0 for a new job, +1 when
+// the spec (everything but the server-set fields) changed.
 type JobRegisterRequest struct {
 	Job  *api.Job        `json:"job"`
 	Eval *api.Evaluation `json:"eval,omitempty"`
@@ -107,6 +110,11 @@ type EvalUpdateRequest struct {
 
 // PlanApplyRequest commits the part of a plan that the plan applier verified:
 // new or updated allocations (full objects) and follow-up evaluations.
+// A new allocation gets CreateIndex, ClientStatus pending and DesiredStatus
+// run unless set; an existing one keeps its CreateIndex, and its
+// ClientStatus/ClientDescription, TaskStates, DesiredStatus and CreateTime
+// wherever the plan leaves them empty. An empty EvalID on an allocation
+// becomes the request's EvalID. Every allocation gets ModifyIndex.
 //
 // Job is optional and only shrinks the log entry: an allocation whose Job is
 // nil on the wire runs Job (when Job.ID matches its JobID) or, failing that,
