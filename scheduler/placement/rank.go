@@ -11,7 +11,7 @@ import (
 type rankedNode struct {
 	node   *api.Node
 	usage  *nodeUsage
-	fit    *fitResult
+	fit    *fitResult // devices and ports; nil until the node is chosen (see commit)
 	scores []float64
 	final  float64
 	// preempt lists allocations to evict first (set by preemption only).
@@ -31,8 +31,9 @@ type usageSource interface {
 }
 
 // binPackIterator turns feasible nodes into ranked ones: it drops nodes
-// where the copy does not fit (cpu, memory, ports, GPUs), picks the
-// copy's GPUs and host ports, and scores the resulting utilisation.
+// where the copy does not fit (cpu, memory, ports, GPUs) and scores the
+// resulting utilisation. Devices and ports are picked later, only on the
+// chosen node.
 // With spread it prefers empty nodes instead of full ones.
 type binPackIterator struct {
 	source  nodeIterator
@@ -51,13 +52,19 @@ func (it *binPackIterator) Next() *rankedNode {
 		if n == nil {
 			return nil
 		}
-		u := it.usage.usageOf(n)
-		fit, reason := u.fit(it.ask)
-		if reason != "" {
+		// Nodes too small even when empty are ruled out before their
+		// usage is built: that keeps GPU asks cheap on big clusters of
+		// mostly CPU nodes.
+		if reason := it.ask.neverFits(n); reason != "" {
 			it.metrics.filter(reason)
 			continue
 		}
-		rn := &rankedNode{node: n, usage: u, fit: fit}
+		u := it.usage.usageOf(n)
+		if reason := u.check(it.ask); reason != "" {
+			it.metrics.filter(reason)
+			continue
+		}
+		rn := &rankedNode{node: n, usage: u}
 		if !it.noScore {
 			rn.scores = append(rn.scores, fitScore(n, u.cpu+it.ask.cpu, u.mem+it.ask.mem, it.spread))
 		}

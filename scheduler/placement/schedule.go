@@ -85,6 +85,9 @@ func (c *evalContext) placeGeneric(reqs []placeReq) {
 		start = end
 
 		s := newStack(c, g, c.source)
+		if s.all {
+			s.prefilter(c.source.offset)
+		}
 		mark := len(c.undo)
 		failed, reason := 0, ""
 		for _, p := range group {
@@ -96,6 +99,12 @@ func (c *evalContext) placeGeneric(reqs []placeReq) {
 			if opt == nil && c.opts.PreemptionEnabled {
 				opt = c.preemptFor(s)
 			}
+			if opt != nil {
+				if why := c.commit(s, p, opt); why != "" {
+					opt = nil
+					s.metrics.filter(why)
+				}
+			}
 			if opt == nil {
 				failed++
 				reason = s.metrics.String()
@@ -104,7 +113,6 @@ func (c *evalContext) placeGeneric(reqs []placeReq) {
 				}
 				continue
 			}
-			c.commit(s, p, opt)
 		}
 		if failed == 0 {
 			continue
@@ -129,15 +137,19 @@ func (c *evalContext) placeSystem(reqs []placeReq, stacks map[string]*stack) {
 		if opt == nil && c.opts.PreemptionEnabled {
 			opt = c.preemptFor(s)
 		}
+		if opt != nil {
+			if reason := c.commit(s, p, opt); reason != "" {
+				opt = nil
+				s.metrics.filter(reason)
+			}
+		}
 		if opt == nil {
 			failed[p.group.Name]++
 			if why[p.group.Name] == nil {
 				why[p.group.Name] = newMetrics()
 			}
 			why[p.group.Name].merge(s.metrics)
-			continue
 		}
-		c.commit(s, p, opt)
 	}
 	for name, n := range failed {
 		unit := "nodes"
@@ -149,9 +161,18 @@ func (c *evalContext) placeSystem(reqs []placeReq, stacks map[string]*stack) {
 }
 
 // commit turns a chosen node into a new allocation in the plan, evicting
-// first what preemption chose.
-func (c *evalContext) commit(s *stack, p placeReq, opt *rankedNode) {
+// first what preemption chose, and picks its devices and ports. It
+// returns a reason if the copy does not fit after all (a bug: check and
+// fit disagree).
+func (c *evalContext) commit(s *stack, p placeReq, opt *rankedNode) string {
 	job := c.job
+	if opt.fit == nil {
+		fit, reason := c.usageOf(opt.node).fit(s.ask)
+		if reason != "" {
+			return reason
+		}
+		opt.fit = fit
+	}
 	a := &api.Allocation{
 		ID:            c.newID(),
 		Name:          fmt.Sprintf("%s.%s[%d]", job.ID, p.group.Name, p.index),
@@ -177,4 +198,5 @@ func (c *evalContext) commit(s *stack, p placeReq, opt *rankedNode) {
 	}
 	c.usageOf(opt.node) // make sure the node's usage exists before adding
 	c.place(a, s)
+	return ""
 }

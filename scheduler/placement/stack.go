@@ -18,6 +18,9 @@ type stack struct {
 	metrics *placementMetrics
 
 	static   []feasibilityChecker // node-only checks, reused by the system scheduler
+	dynamic  []feasibilityChecker // checks that depend on the plan (distinct_hosts)
+	base     *placementMetrics    // reasons the prefilter ruled nodes out, or nil
+	all      bool                 // no candidate limit
 	feasible *feasibilityIterator
 	binpack  *binPackIterator
 	anti     *jobAntiAffinityIterator
@@ -66,6 +69,7 @@ func newStack(c *evalContext, g *api.Group, source nodeIterator) *stack {
 	if len(cc.matchers) > 0 {
 		s.static = append(s.static, cc)
 	}
+	s.dynamic = checks
 	s.feasible = &feasibilityIterator{source: source, checks: append(append([]feasibilityChecker(nil), s.static...), checks...), metrics: s.metrics}
 
 	firstFit := c.opts.firstFit
@@ -97,6 +101,7 @@ func newStack(c *evalContext, g *api.Group, source nodeIterator) *stack {
 	}
 	top = &normalizeIterator{source: top}
 	all := firstFit || s.ask.gpuCount > 0 || len(affs) > 0 || len(spreads) > 0
+	s.all = all
 	s.limit = &limitIterator{source: top, limit: candidateLimit(len(c.nodes), all), threshold: 0, maxSkip: 3}
 	return s
 }
@@ -132,6 +137,35 @@ func (s *stack) newSpread(spreads []api.Spread, source rankIterator) *spreadIter
 	return it
 }
 
+// prefilter runs the node-only checks once for the whole group and points
+// the chain at the nodes that pass, so that each placement of a group
+// that looks at every node (GPU asks, affinities, spreads) walks only the
+// candidates: on 5,000 nodes with 500 GPU nodes a GPU copy then fits 500
+// nodes, not 5,000. The reasons are kept and added to each placement's.
+func (s *stack) prefilter(offset int) {
+	s.base = newMetrics()
+	var cands []*api.Node
+	for _, n := range s.ctx.nodes {
+		reason := ""
+		for _, c := range s.static {
+			if reason = c.check(n); reason != "" {
+				break
+			}
+		}
+		if reason == "" {
+			reason = s.ask.neverFits(n)
+		}
+		if reason != "" {
+			s.base.evaluate()
+			s.base.filter(reason)
+			continue
+		}
+		cands = append(cands, n)
+	}
+	s.feasible.source = newStaticIterator(cands, offset)
+	s.feasible.checks = s.dynamic
+}
+
 // rejectAll is a checker for a stored constraint that cannot be evaluated.
 type rejectAll string
 
@@ -146,6 +180,9 @@ func (s *stack) setSource(src nodeIterator) { s.feasible.source = src }
 // a failed copy is rescheduled away from ("" for none).
 func (s *stack) selectNode(avoid string) *rankedNode {
 	s.metrics.reset()
+	if s.base != nil {
+		s.metrics.merge(s.base)
+	}
 	if s.anti != nil {
 		s.anti.avoid = nil
 		if avoid != "" {

@@ -184,8 +184,29 @@ type groupAsk struct {
 }
 
 type gpuAsk struct {
-	req   *api.GPURequest
-	model *regexp.Regexp // nil: exact match only
+	req    *api.GPURequest
+	model  *regexp.Regexp  // nil: exact match only
+	models map[string]bool // model name → matches, so each name is matched once
+}
+
+// matchModel reports whether a device model satisfies the request: equal
+// to it, or matched by it as a regexp.
+func (ga *gpuAsk) matchModel(m string) bool {
+	if ga.req.Model == "" || m == ga.req.Model {
+		return true
+	}
+	if ga.model == nil {
+		return false
+	}
+	ok, seen := ga.models[m]
+	if !seen {
+		if ga.models == nil {
+			ga.models = map[string]bool{}
+		}
+		ok = ga.model.MatchString(m)
+		ga.models[m] = ok
+	}
+	return ok
 }
 
 func newGroupAsk(g *api.Group) *groupAsk {
@@ -223,10 +244,68 @@ func (a *groupAsk) resources() api.Resources {
 	return r
 }
 
+// neverFits returns the reason a node could not host the copy even if it
+// were empty, or "". It reads only the node, not its allocations.
+func (a *groupAsk) neverFits(n *api.Node) string {
+	r := n.Resources
+	switch {
+	case a.cpu > r.CPU:
+		return "cpu exhausted"
+	case a.mem > r.MemoryMB:
+		return "memory exhausted"
+	case a.gpuCount > 0 && len(r.GPUs) == 0:
+		return "gpu: node has no GPUs"
+	}
+	return ""
+}
+
 // fitResult is a successful fit of one copy on one node.
 type fitResult struct {
 	gpus  []string
 	ports []api.AllocPort
+}
+
+// check reports whether one copy fits the node's free capacity, with the
+// same reasons as fit, without picking devices or ports: the ranking runs
+// it on many nodes, and fit runs only on the chosen one.
+func (u *nodeUsage) check(ask *groupAsk) string {
+	r := u.node.Resources
+	if u.cpu+ask.cpu > r.CPU {
+		return "cpu exhausted"
+	}
+	if u.mem+ask.mem > r.MemoryMB {
+		return "memory exhausted"
+	}
+	dynamic := 0
+	for i, p := range ask.ports {
+		if p.Static == 0 {
+			dynamic++
+			continue
+		}
+		k := portKey{p.Static, protocolOf(p.Protocol)}
+		if _, used := u.ports[k]; used {
+			return "port " + k.String() + " in use"
+		}
+		for _, q := range ask.ports[:i] {
+			if q.Static == p.Static && protocolOf(q.Protocol) == k.proto {
+				return "port " + k.String() + " in use"
+			}
+		}
+	}
+	if dynamic > 0 && len(u.ports)+len(ask.ports) > MaxDynamicPort-MinDynamicPort {
+		// Rare enough to settle exactly with fit.
+		if _, reason := u.assignPorts(ask.ports); reason != "" {
+			return reason
+		}
+	}
+	switch {
+	case len(ask.gpus) == 1 && ask.gpus[0].req.Topology != "nvlink":
+		return u.countGPUs(ask.gpus[0])
+	case len(ask.gpus) > 0:
+		_, reason := u.fit(ask)
+		return reason
+	}
+	return ""
 }
 
 // fit checks one copy against the node's free capacity and picks its GPUs
@@ -306,16 +385,21 @@ func (u *nodeUsage) assignPorts(ports []api.Port) ([]api.AllocPort, string) {
 	return out, ""
 }
 
-// assignGPUs picks devices for one request. With topology nvlink the set
-// must be pairwise NVLink peers; otherwise it prefers a set on one NUMA
-// node, the NUMA node with the fewest free devices that still fits (best
-// fit inside the node too), and the lowest indexes.
-func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, string) {
+// countGPUs is assignGPUs without the picking: enough matching free
+// devices or the reason there are not.
+func (u *nodeUsage) countGPUs(ga *gpuAsk) string {
+	_, reason := u.scanGPUs(ga, nil, false)
+	return reason
+}
+
+// scanGPUs walks the node's devices for one request and returns the free
+// matching ones (when collect is set) or the reason there are too few.
+func (u *nodeUsage) scanGPUs(ga *gpuAsk, taken map[string]bool, collect bool) ([]*api.GPUDevice, string) {
 	req := ga.req
 	if len(u.devs) == 0 {
 		return nil, "gpu: node has no GPUs"
 	}
-	var kindOK, modelOK, memOK int
+	var kindOK, modelOK, memOK, nfree int
 	var free []*api.GPUDevice
 	for _, d := range u.devs {
 		if req.MIGProfile != "" {
@@ -326,7 +410,7 @@ func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, str
 			continue
 		}
 		kindOK++
-		if req.Model != "" && d.Model != req.Model && (ga.model == nil || !ga.model.MatchString(d.Model)) {
+		if !ga.matchModel(d.Model) {
 			continue
 		}
 		modelOK++
@@ -337,7 +421,10 @@ func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, str
 		if !d.Healthy || taken[d.UUID] || u.holder(d.UUID) != "" {
 			continue
 		}
-		free = append(free, d)
+		nfree++
+		if collect {
+			free = append(free, d)
+		}
 	}
 	switch {
 	case kindOK == 0 && req.MIGProfile != "":
@@ -350,8 +437,24 @@ func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, str
 		return nil, fmt.Sprintf("gpu: no device has min_memory_mib %d", req.MinMemoryMiB)
 	case memOK < req.Count:
 		return nil, fmt.Sprintf("gpu: node has fewer than %d matching devices", req.Count)
-	case len(free) < req.Count:
+	case nfree < req.Count:
 		return nil, "gpu: not enough free healthy devices"
+	}
+	return free, ""
+}
+
+// assignGPUs picks devices for one request. With topology nvlink the set
+// must be pairwise NVLink peers; otherwise it prefers a set on one NUMA
+// node, the NUMA node with the fewest free devices that still fits (best
+// fit inside the node too), and the lowest indexes.
+func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, string) {
+	req := ga.req
+	if len(u.devs) == 0 {
+		return nil, "gpu: node has no GPUs"
+	}
+	free, reason := u.scanGPUs(ga, taken, true)
+	if reason != "" {
+		return nil, reason
 	}
 	var chosen []*api.GPUDevice
 	if req.Topology == "nvlink" {
@@ -370,25 +473,44 @@ func (u *nodeUsage) assignGPUs(ga *gpuAsk, taken map[string]bool) ([]string, str
 }
 
 func numaPick(free []*api.GPUDevice, count int) []*api.GPUDevice {
-	byNUMA := map[int][]*api.GPUDevice{}
-	var numas []int
+	// Free devices per NUMA node; machines have a handful of NUMA nodes.
+	type group struct{ numa, n int }
+	var groups []group
 	for _, d := range free {
-		if _, ok := byNUMA[d.NUMANode]; !ok {
-			numas = append(numas, d.NUMANode)
+		found := false
+		for i := range groups {
+			if groups[i].numa == d.NUMANode {
+				groups[i].n++
+				found = true
+				break
+			}
 		}
-		byNUMA[d.NUMANode] = append(byNUMA[d.NUMANode], d)
+		if !found {
+			groups = append(groups, group{d.NUMANode, 1})
+		}
 	}
-	sort.Ints(numas)
 	best := -1
-	for _, n := range numas {
-		if len(byNUMA[n]) >= count && (best < 0 || len(byNUMA[n]) < len(byNUMA[best])) {
-			best = n
+	for i, g := range groups {
+		if g.n < count {
+			continue
+		}
+		if best < 0 || g.n < groups[best].n || (g.n == groups[best].n && g.numa < groups[best].numa) {
+			best = i
 		}
 	}
-	if best >= 0 {
-		return byNUMA[best][:count]
+	if best < 0 {
+		return free[:count]
 	}
-	return free[:count]
+	out := make([]*api.GPUDevice, 0, count)
+	for _, d := range free {
+		if d.NUMANode == groups[best].numa {
+			out = append(out, d)
+			if len(out) == count {
+				break
+			}
+		}
+	}
+	return out
 }
 
 func nvlinked(a, b *api.GPUDevice) bool {
