@@ -13,7 +13,7 @@ import (
 
 // snapshot is what a container could leak on the host.
 type snapshot struct {
-	mounts   int
+	mounts   int // mounts of this test's containers
 	cgroups  []string
 	children []string
 }
@@ -25,7 +25,13 @@ func takeSnapshot(t *testing.T, m *Manager) snapshot {
 		t.Fatal(err)
 	}
 	var s snapshot
-	s.mounts = strings.Count(string(data), "\n")
+	// Others share this host; count the mounts that name this test's
+	// containers or layer (mount point, source or options).
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, m.root) || strings.Contains(l, layerDir) {
+			s.mounts++
+		}
+	}
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth/*")
 	more, _ := filepath.Glob("/sys/fs/cgroup/berth/*")
 	for _, d := range append(dirs, more...) {

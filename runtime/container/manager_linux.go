@@ -157,12 +157,6 @@ func (m *Manager) Start(id string) error {
 		os.Remove(filepath.Join(dir, planFile)) // let a corrected retry start
 		return fmt.Errorf("container: write the init plan of %s: %w", c.ID, err)
 	}
-	var cg cgroups.Cgroup
-	if m.cg != nil {
-		if cg, err = m.cg.Create(c.ID, &c.Spec.Resources); err != nil {
-			return fmt.Errorf("container: cgroup for %s: %w", c.ID, err)
-		}
-	}
 	// fd 3 of the shim reports to us; fd 4 lets it go on once init is in
 	// the cgroup.
 	repR, repW, err := os.Pipe()
@@ -194,6 +188,16 @@ func (m *Manager) Start(id string) error {
 	slog.Close()
 	if err != nil {
 		return fmt.Errorf("container: start shim: %w", err)
+	}
+	// The cgroup is made while the shim loads and clones init.
+	var cg cgroups.Cgroup
+	if m.cg != nil {
+		if cg, err = m.cg.Create(c.ID, &c.Spec.Resources); err != nil {
+			goW.Close() // the shim kills init and records the failure
+			repR.Close()
+			cmd.Wait()
+			return fmt.Errorf("container: cgroup for %s: %w", c.ID, err)
+		}
 	}
 	// Reap the shim when it exits while this process lives; Wait works from
 	// the disk and pidfds, so nothing else needs this handle.

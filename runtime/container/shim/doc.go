@@ -14,7 +14,11 @@
 // fd 4 carries one byte once the manager has put init in the container's
 // cgroup. The shim clones init (argv[0] "berth-init", argv[1] DIR) in the
 // namespaces of CLONE_FLAGS with stdout and stderr on pipes, fd 3 a pipe
-// carrying DIR/init.plan and fd 4 a pipe for init's start error. It then
+// carrying DIR/init.plan, fd 4 a pipe for init's start error and fd 5 a
+// pipe that carries the manager's go byte on to init: init prepares the
+// root while the manager moves it into the cgroup (on cgroup v1 that waits
+// for an RCU grace period), and execs the command only once it is there,
+// so no user code runs outside the cgroup. It then
 // writes state.json, copies the container's output into DIR/container.log
 // as JSON lines (the format of package logs, rotated by size), waits for
 // init and writes exit.json atomically.

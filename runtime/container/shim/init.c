@@ -561,6 +561,15 @@ static void run_plan(void) {
 	look_path(args[0], env_get(env, nenv, "PATH"), path, sizeof(path));
 	if (mkdir_p(cwd, 0755) < 0)
 		fail(127, "create working directory %s: %s", cwd, strerror(errno));
+	/* Wait until the manager has put us in the container's cgroup. */
+	char c;
+	ssize_t r;
+	do {
+		r = read(5, &c, 1);
+	} while (r < 0 && errno == EINTR);
+	if (r != 1)
+		fail(127, "start aborted before the cgroup was set");
+	close(5);
 	umask(022);
 	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		fail(127, "close inherited descriptors: %s", strerror(errno));
@@ -591,7 +600,7 @@ void berth_init(int argc, char **argv) {
 		return;
 	fcntl(3, F_SETFD, FD_CLOEXEC);
 	fcntl(4, F_SETFD, FD_CLOEXEC);
-	/* The plan's arrival means the shim has put us in the cgroup. */
+	fcntl(5, F_SETFD, FD_CLOEXEC);
 	size_t cap = 1 << 16, n = 0;
 	toks = malloc(cap);
 	for (;;) {

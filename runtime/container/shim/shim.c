@@ -354,8 +354,8 @@ void berth_shim(int argc, char **argv) {
 	char *cfg = read_file(cfgpath, &cfglen);
 	open_log();
 
-	int outp[2], errp[2], cfgp[2], statp[2];
-	if (pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(cfgp, O_CLOEXEC) || pipe2(statp, O_CLOEXEC))
+	int outp[2], errp[2], cfgp[2], statp[2], gop[2];
+	if (pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(cfgp, O_CLOEXEC) || pipe2(statp, O_CLOEXEC) || pipe2(gop, O_CLOEXEC))
 		die("pipe: %s", strerror(errno));
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0)
@@ -367,7 +367,7 @@ void berth_shim(int argc, char **argv) {
 		die("clone: %s", strerror(errno));
 	}
 	if (pid == 0) {
-		if (dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(cfgp[0], 3) < 0 || dup2(statp[1], 4) < 0)
+		if (dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(cfgp[0], 3) < 0 || dup2(statp[1], 4) < 0 || dup2(gop[0], 5) < 0)
 			_exit(127);
 		char *args[] = {"berth-init", (char *)dir, NULL};
 		char *env[] = {NULL};
@@ -380,10 +380,19 @@ void berth_shim(int argc, char **argv) {
 	close(errp[1]);
 	close(cfgp[0]);
 	close(statp[1]);
+	close(gop[0]);
 	out_stream.fd = outp[0];
 	err_stream.fd = errp[0];
 
 	dprintf(3, "pid %d\n", (int)pid);
+	/* init sets up the rootfs while the manager moves it into the cgroup
+	   (on cgroup v1 a migration waits for an RCU grace period); it execs
+	   the command only after the go byte, so no user code runs outside
+	   the cgroup. */
+	signal(SIGPIPE, SIG_IGN);
+	write_all(cfgp[1], cfg, cfglen);
+	close(cfgp[1]);
+	free(cfg);
 	char c;
 	ssize_t n;
 	do {
@@ -398,10 +407,8 @@ void berth_shim(int argc, char **argv) {
 		write_exit(255, 0, "start aborted by the manager");
 		_exit(0);
 	}
-	signal(SIGPIPE, SIG_IGN);
-	write_all(cfgp[1], cfg, cfglen);
-	close(cfgp[1]);
-	free(cfg);
+	write_all(gop[1], "g", 1);
+	close(gop[1]);
 
 	/* init writes "CODE message" when it fails; a successful exec closes the pipe. */
 	char msg[4096];
