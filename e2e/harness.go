@@ -49,6 +49,9 @@ type Server struct {
 	GossipPort int
 	DataDir    string
 	LogPath    string
+	// BootstrapExpect is passed as --bootstrap-expect: the cluster size for
+	// the first servers, 0 for one added later to join the running cluster.
+	BootstrapExpect int
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -116,6 +119,31 @@ type Cluster struct {
 	Bin     string
 	Servers []*Server
 	opts    ClusterOptions
+	base    string // holds every server's data directory and log
+}
+
+func (c *Cluster) newServer(ports []int, bootstrapExpect int) *Server {
+	name := "s" + strconv.Itoa(len(c.Servers))
+	return &Server{
+		Name:            name,
+		HTTPPort:        ports[0],
+		RaftPort:        ports[1],
+		GossipPort:      ports[2],
+		DataDir:         filepath.Join(c.base, name),
+		LogPath:         filepath.Join(c.base, name+".log"),
+		BootstrapExpect: bootstrapExpect,
+	}
+}
+
+// AddServer starts one more server, with an empty data directory and
+// --bootstrap-expect 0, that joins the running cluster through gossip (the
+// leader adds it to Raft). It does not wait for that.
+func (c *Cluster) AddServer() *Server {
+	c.t.Helper()
+	s := c.newServer(freePorts(c.t, 3), 0)
+	c.Servers = append(c.Servers, s)
+	c.Start(s)
+	return s
 }
 
 // freePorts returns n distinct TCP ports that were free a moment ago on
@@ -156,16 +184,9 @@ func StartCluster(t testing.TB, n int, opts ClusterOptions) *Cluster {
 	c := &Cluster{t: t, Bin: BerthBin(t), opts: opts}
 	ports := freePorts(t, 3*n)
 	base := t.TempDir()
+	c.base = base
 	for i := 0; i < n; i++ {
-		s := &Server{
-			Name:       "s" + strconv.Itoa(i),
-			HTTPPort:   ports[3*i],
-			RaftPort:   ports[3*i+1],
-			GossipPort: ports[3*i+2],
-			DataDir:    filepath.Join(base, "s"+strconv.Itoa(i)),
-		}
-		s.LogPath = filepath.Join(base, s.Name+".log")
-		c.Servers = append(c.Servers, s)
+		c.Servers = append(c.Servers, c.newServer(ports[3*i:3*i+3], n))
 	}
 	t.Cleanup(func() {
 		for _, s := range c.Servers {
@@ -205,7 +226,7 @@ func (c *Cluster) Args(s *Server) []string {
 		"--http-port", strconv.Itoa(s.HTTPPort),
 		"--raft-port", strconv.Itoa(s.RaftPort),
 		"--gossip-port", strconv.Itoa(s.GossipPort),
-		"--bootstrap-expect", strconv.Itoa(len(c.Servers)),
+		"--bootstrap-expect", strconv.Itoa(s.BootstrapExpect),
 	}
 	for _, o := range c.Servers {
 		if o != s {
