@@ -1,0 +1,244 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/berth-dev/berth/consensus"
+	"github.com/berth-dev/berth/internal/gossip"
+)
+
+// Server is one berth server: Raft node, gossip member, HTTP API and, while
+// it leads, the scheduling pipeline. Create it with New, then Start it;
+// Shutdown stops everything. Its methods are safe for concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	raft    *consensus.Node
+	pool    *gossip.Pool
+	echo    *echo.Echo
+	httpSrv *http.Server
+	httpLn  net.Listener
+
+	broker  *EvalBroker
+	blocked *blockedEvals
+	hb      *heartbeatTracker
+	applier *planApplier
+	metrics *metrics
+	fwd     *http.Client
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	leaderMu     sync.Mutex
+	leading      bool
+	leaderCancel context.CancelFunc
+	leaderWG     sync.WaitGroup
+
+	bootstrapped bool // bootstrap-expect done (or not needed); leadership loop only
+	started      bool
+	stopOnce     sync.Once
+	stopErr      error
+}
+
+// New checks cfg and prepares a server; nothing listens until Start.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("server", cfg.NodeName),
+		broker:  NewEvalBroker(cfg.EvalTimeout),
+		blocked: newBlockedEvals(),
+		hb:      newHeartbeatTracker(cfg.HeartbeatTTL),
+		fwd:     &http.Client{Timeout: 6 * time.Minute},
+	}
+	s.metrics = newMetrics(s)
+	return s, nil
+}
+
+// Start opens Raft, joins the gossip pool and serves the HTTP API. It
+// returns once everything listens; leadership and bootstrap happen in the
+// background. ctx bounds only the start itself.
+func (s *Server) Start(ctx context.Context) error {
+	if s.started {
+		return fmt.Errorf("%w: server already started", ErrBadConfig)
+	}
+	s.started = true
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	cfg := s.cfg
+	dir := filepath.Join(cfg.DataDir, "server")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("scheduler: create data directory %s: %w", dir, err)
+	}
+	fail := func(err error) error {
+		_ = s.Shutdown()
+		return err
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.HTTPPort)))
+	if err != nil {
+		return fail(fmt.Errorf("scheduler: listen for HTTP on %s:%d: %w (is another server running? choose another --http-port)", cfg.BindAddr, cfg.HTTPPort, err))
+	}
+	s.httpLn = ln
+
+	raftBind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort))
+	raftAdv := net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(cfg.RaftPort))
+	rn, err := consensus.Open(consensus.Config{
+		NodeID:        cfg.NodeName,
+		DataDir:       dir,
+		BindAddr:      raftBind,
+		AdvertiseAddr: raftAdv,
+		Bootstrap:     cfg.BootstrapExpect == 1,
+		Logger:        s.log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	s.raft = rn
+	s.applier = newPlanApplier(
+		func() planState { return s.raft.State().Snapshot() },
+		func(req *consensus.PlanApplyRequest) (uint64, error) {
+			return s.raft.Apply(consensus.PlanApplyRequestType, req, applyTimeout)
+		}, s.log)
+	s.applier.observe = s.metrics.observePlan
+
+	s.echo = s.routes()
+	s.httpSrv = &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+
+	httpAdv := net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	pool, err := gossip.Start(gossip.Config{
+		Name:          cfg.NodeName,
+		BindAddr:      cfg.BindAddr,
+		Port:          cfg.GossipPort,
+		AdvertiseAddr: advertiseIfNeeded(cfg),
+		Join:          cfg.Join,
+		Meta: gossip.Meta{
+			Role:       gossip.RoleServer,
+			HTTPAddr:   httpAdv,
+			RaftAddr:   rn.Addr(),
+			Datacenter: cfg.Datacenter,
+			ServerID:   cfg.NodeName,
+		},
+		Logger: s.log.With("component", "gossip"),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	s.pool = pool
+
+	s.wg.Add(2)
+	go s.monitorLeadership()
+	go s.watchMembers()
+	s.log.Info("server started", "http", s.HTTPAddr(), "raft", s.RaftAddr(), "gossip", s.GossipAddr(),
+		"bootstrap_expect", cfg.BootstrapExpect, "datacenter", cfg.Datacenter)
+	return nil
+}
+
+func advertiseIfNeeded(cfg Config) string {
+	if cfg.AdvertiseAddr != cfg.BindAddr {
+		return cfg.AdvertiseAddr
+	}
+	return ""
+}
+
+// HTTPAddr is the host:port the HTTP API listens on ("" before Start).
+func (s *Server) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// RaftAddr is the Raft address this server advertises.
+func (s *Server) RaftAddr() string {
+	if s.raft == nil {
+		return ""
+	}
+	return s.raft.Addr()
+}
+
+// GossipAddr is the gossip host:port, for other members' --join.
+func (s *Server) GossipAddr() string {
+	if s.pool == nil {
+		return ""
+	}
+	return s.pool.Addr()
+}
+
+// IsLeader reports whether this server leads the cluster now.
+func (s *Server) IsLeader() bool { return s.raft != nil && s.raft.IsLeader() }
+
+// Raft exposes the server's Raft node (tests, berth dev).
+func (s *Server) Raft() *consensus.Node { return s.raft }
+
+// Shutdown stops the HTTP API, the leader loops, gossip and Raft. It is safe to call more than once.
+func (s *Server) Shutdown() error {
+	s.stopOnce.Do(func() {
+		var errs []error
+		if s.cancel != nil {
+			s.cancel()
+		}
+		if s.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := s.httpSrv.Shutdown(ctx); err != nil {
+				_ = s.httpSrv.Close()
+			}
+			cancel()
+		} else if s.httpLn != nil {
+			_ = s.httpLn.Close()
+		}
+		s.revokeLeadership()
+		// A server does not leave the pool gracefully: the others see it
+		// failed, and it stays a Raft voter until an operator removes it
+		// (remove-peer). That keeps a restart of the whole cluster safe.
+		if s.pool != nil {
+			if err := s.pool.Shutdown(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if s.raft != nil {
+			if err := s.raft.Shutdown(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.wg.Wait()
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}
+
+// Run runs a server until ctx is done, then shuts it down. It is what
+// `berth server` calls.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return s.Shutdown()
+}
