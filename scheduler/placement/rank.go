@@ -13,6 +13,7 @@ type rankedNode struct {
 	usage  *nodeUsage
 	fit    *fitResult // devices and ports; nil until the node is chosen (see commit)
 	scores []float64
+	buf    [6]float64 // backing for scores: one allocation per ranked node
 	final  float64
 	// preempt lists allocations to evict first (set by preemption only).
 	preempt []*api.Allocation
@@ -65,6 +66,7 @@ func (it *binPackIterator) Next() *rankedNode {
 			continue
 		}
 		rn := &rankedNode{node: n, usage: u}
+		rn.scores = rn.buf[:0]
 		if !it.noScore {
 			rn.scores = append(rn.scores, fitScore(n, u.cpu+it.ask.cpu, u.mem+it.ask.mem, it.spread))
 		}
