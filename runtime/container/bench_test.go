@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ func BenchmarkLifecycleTrue(b *testing.B) {
 	layer := busyboxLayer(b)
 	ctx := context.Background()
 	var phase [4]time.Duration
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		id := testID(b)
@@ -47,9 +49,12 @@ func BenchmarkLifecycleTrue(b *testing.B) {
 		phase[2] += t3.Sub(t2)
 		phase[3] += t4.Sub(t3)
 	}
+	b.StopTimer()
 	for i, name := range []string{"create", "start", "wait", "remove"} {
 		b.ReportMetric(float64(phase[i].Microseconds())/float64(b.N), name+"-µs/op")
 	}
+	time.Sleep(50 * time.Millisecond) // let the last shim be reaped
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkRuncRun times `runc run` of /bin/true in an equivalent bundle
@@ -68,6 +73,7 @@ func BenchmarkRuncRun(b *testing.B) {
 		b.Fatal(err)
 	}
 	state := b.TempDir()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		id := fmt.Sprintf("bench-%d-%d", os.Getpid(), i)
@@ -76,6 +82,66 @@ func BenchmarkRuncRun(b *testing.B) {
 			b.Fatalf("runc run: %v: %s", err, out)
 		}
 	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+}
+
+// BenchmarkLifecycleVsRunc alternates one berth lifecycle and one `runc
+// run` per iteration, so both see the same load on a shared machine, and
+// reports each one's time and their ratio (berth/runc; the aim is <= 0.5).
+func BenchmarkLifecycleVsRunc(b *testing.B) {
+	m := newManager(b)
+	layer := busyboxLayer(b)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Skip("runc is not installed: apt-get install runc")
+	}
+	bundle := b.TempDir()
+	testutil.BusyboxRootfs(b, filepath.Join(bundle, "rootfs"))
+	cfg, _ := json.MarshalIndent(ociConfig([]string{"/bin/true"}), "", "  ")
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	state := b.TempDir()
+	ctx := context.Background()
+	var berth, runcTime time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		id := testID(b)
+		if _, err := m.Create(&Spec{ID: id, Layers: []string{layer}, Args: []string{"/bin/true"}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Start(id); err != nil {
+			b.Fatal(err)
+		}
+		if ex, err := m.Wait(ctx, id); err != nil || ex.Code != 0 {
+			b.Fatalf("wait: %+v %v", ex, err)
+		}
+		if err := m.Remove(id, false); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		out, err := exec.Command(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("vs-%d-%d", os.Getpid(), i)).CombinedOutput()
+		if err != nil {
+			b.Fatalf("runc run: %v: %s", err, out)
+		}
+		berth += t1.Sub(t0)
+		runcTime += time.Since(t1)
+	}
+	b.ReportMetric(float64(berth.Microseconds())/1000/float64(b.N), "berth-ms/op")
+	b.ReportMetric(float64(runcTime.Microseconds())/1000/float64(b.N), "runc-ms/op")
+	b.ReportMetric(float64(berth)/float64(runcTime), "berth/runc")
+}
+
+// cpuTime is the CPU time used by this process and its reaped children:
+// on a shared machine it measures the work done, which wall time cannot.
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
 }
 
 // ociConfig is what `runc spec` writes, with args replaced and no terminal.

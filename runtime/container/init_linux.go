@@ -57,7 +57,7 @@ func initMain() {
 		err = json.Unmarshal(data, &spec)
 	}
 	dir := os.Args[len(os.Args)-1]
-	cfg := initConfig{Spec: &spec, Rootfs: filepath.Join(dir, rootfsDir), Upper: filepath.Join(dir, upperDir), Work: filepath.Join(dir, workDir)}
+	cfg := initConfig{Spec: &spec, Rootfs: filepath.Join(filepath.Dir(dir), rootfsDir), Upper: filepath.Join(dir, upperDir), Work: filepath.Join(dir, workDir)}
 	if err == nil {
 		err = runInit(&cfg)
 	}

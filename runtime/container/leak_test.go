@@ -97,8 +97,11 @@ func TestNoLeaksOver200Cycles(t *testing.T) {
 		t.Errorf("child processes left: %v (before %v)", after.children, before.children)
 	}
 	ents, err := os.ReadDir(m.root)
-	if err != nil || len(ents) != 0 {
-		t.Errorf("container directories left: %v %v", ents, err)
+	if err != nil || len(ents) != 1 || ents[0].Name() != rootfsDir {
+		t.Errorf("container directories left: %v %v (want only the shared mount point %s)", ents, err, rootfsDir)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(m.root, rootfsDir)); len(ents) != 0 {
+		t.Errorf("the shared mount point %s is not empty on the host: %v", rootfsDir, ents)
 	}
 	if list, _ := m.List(); len(list) != 0 {
 		t.Errorf("List after removing everything: %d containers", len(list))

@@ -30,9 +30,12 @@ const (
 	stateFile  = "state.json"
 	exitFile   = "exit.json"
 	logFile    = "container.log"
-	shimLog    = "shim.log"
+	shimLog    = "shim.log" // the shim's errors, made only when there are some
 	planFile   = "init.plan"
-	rootfsDir  = "rootfs"
+	// rootfsDir, in the manager's root, is the one mount point of every
+	// container's root: each init mounts its overlay there inside its own
+	// mount namespace, so the host sees an empty directory.
+	rootfsDir = ".rootfs"
 	upperDir   = "upper"
 	workDir    = "work"
 )
@@ -59,7 +62,7 @@ type diskState struct {
 // NewManager returns a manager of the containers under root (created if
 // missing). cg places containers in cgroups; nil runs them without one.
 func NewManager(root string, cg cgroups.Manager) (*Manager, error) {
-	if err := os.MkdirAll(root, 0o711); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, rootfsDir), 0o711); err != nil {
 		return nil, fmt.Errorf("container: create %s: %w", root, err)
 	}
 	abs, err := filepath.Abs(root)
@@ -95,7 +98,7 @@ func (m *Manager) Create(spec *Spec) (*Container, error) {
 		}
 		return nil, fmt.Errorf("container: create %s: %w", dir, err)
 	}
-	for _, d := range []string{rootfsDir, upperDir, workDir} {
+	for _, d := range []string{upperDir, workDir} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("container: create %s: %w", d, err)
@@ -170,22 +173,14 @@ func (m *Manager) Start(id string) error {
 		return fmt.Errorf("container: pipe: %w", err)
 	}
 	defer goW.Close()
-	slog, err := os.OpenFile(filepath.Join(dir, shimLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		repW.Close()
-		goR.Close()
-		return fmt.Errorf("container: shim log: %w", err)
-	}
 	cmd := reexec.Command(shimName, dir, strconv.FormatInt(c.Spec.LogMaxSize, 10),
 		strconv.Itoa(c.Spec.LogMaxFiles), strconv.FormatUint(uint64(cloneFlags(c.Spec)), 10))
 	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=200"}
-	cmd.Stderr = slog
 	cmd.ExtraFiles = []*os.File{repW, goR}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	repW.Close()
 	goR.Close()
-	slog.Close()
 	if err != nil {
 		return fmt.Errorf("container: start shim: %w", err)
 	}
@@ -636,9 +631,6 @@ func (m *Manager) Remove(id string, force bool) error {
 			return fmt.Errorf("container: load cgroup of %s: %w", c.ID, err)
 		}
 	}
-	// The rootfs is mounted only inside the container's mount namespace;
-	// this is for a host that mounted it by hand.
-	unix.Unmount(filepath.Join(dir, rootfsDir), unix.MNT_DETACH) //nolint:errcheck
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("container: remove %s: %w", dir, err)
 	}

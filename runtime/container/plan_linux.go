@@ -62,7 +62,7 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 		p.op("netns", s.Network)
 	}
 	p.op("private")
-	p.op("rootfs", filepath.Join(dir, rootfsDir))
+	p.op("rootfs", filepath.Join(filepath.Dir(dir), rootfsDir))
 	lower := make([]string, len(s.Layers))
 	for i, l := range s.Layers {
 		lower[len(s.Layers)-1-i] = l

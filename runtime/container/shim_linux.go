@@ -49,7 +49,7 @@ func shimMain() {
 	}
 	dir := os.Args[1]
 	if err := runShim(dir, report, goPipe); err != nil {
-		fmt.Fprintln(os.Stderr, "berth-shim:", err)
+		shimError(dir, err.Error())
 		os.Exit(1)
 	}
 	os.Exit(0)
@@ -179,8 +179,18 @@ func runShim(dir string, report, goPipe *os.File) error {
 func copyLog(wg *sync.WaitGroup, lw *logs.Writer, stream string, r *os.File) {
 	defer wg.Done()
 	if err := lw.CopyLines(stream, r); err != nil {
-		fmt.Fprintln(os.Stderr, "berth-shim: log "+stream+": "+err.Error())
+		shimError(filepath.Dir(lw.Path()), "log "+stream+": "+err.Error())
 		io.Copy(io.Discard, r)
 	}
 	r.Close()
+}
+
+// shimError appends a line to the container's shim.log.
+func shimError(dir, msg string) {
+	f, err := os.OpenFile(filepath.Join(dir, shimLog), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(f, "berth-shim: "+msg)
+	f.Close()
 }

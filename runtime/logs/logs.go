@@ -134,6 +134,9 @@ func (w *Writer) rotate() error {
 	return nil
 }
 
+// Path is the file the writer appends to.
+func (w *Writer) Path() string { return w.path }
+
 // Close closes the file.
 func (w *Writer) Close() error {
 	w.mu.Lock()

@@ -35,12 +35,31 @@ struct stream {
 	size_t len;
 };
 
+/* shim_error appends a line to DIR/shim.log, made only when needed. */
+static void shim_error(const char *fmt, va_list ap) {
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/shim.log", dir ? dir : ".");
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		fd = 2;
+	dprintf(fd, "berth-shim: ");
+	vdprintf(fd, fmt, ap);
+	dprintf(fd, "\n");
+	if (fd != 2)
+		close(fd);
+}
+
+static void warn(const char *fmt, ...) {
+	va_list ap;
+	va_start(ap, fmt);
+	shim_error(fmt, ap);
+	va_end(ap);
+}
+
 static void die(const char *fmt, ...) {
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "berth-shim: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
+	shim_error(fmt, ap);
 	va_end(ap);
 	_exit(1);
 }
@@ -166,7 +185,7 @@ static void rotate(void) {
 	close(logfd);
 	if (maxfiles <= 1) {
 		if (truncate(logpath, 0) < 0)
-			fprintf(stderr, "berth-shim: truncate %s: %s\n", logpath, strerror(errno));
+			warn("truncate %s: %s", logpath, strerror(errno));
 	} else {
 		char from[4200], to[4200];
 		for (int i = maxfiles - 1; i >= 1; i--) {
