@@ -36,8 +36,8 @@ const (
 	// container's root: each init mounts its overlay there inside its own
 	// mount namespace, so the host sees an empty directory.
 	rootfsDir = ".rootfs"
-	upperDir   = "upper"
-	workDir    = "work"
+	upperDir  = "upper"
+	workDir   = "work"
 )
 
 // Manager creates and drives the containers stored under one directory. It
