@@ -94,7 +94,13 @@ func (r *reconciler) failures(a *api.Allocation) int {
 	return n
 }
 
-func (r *reconciler) rescheduleLimit() int {
+// rescheduleLimit is how many failed copies in a row a group's copy may
+// have and still be placed again: the group's reschedule policy, else the
+// job type's default.
+func (r *reconciler) rescheduleLimit(g *api.Group) int {
+	if g != nil && g.Reschedule != nil {
+		return g.Reschedule.Attempts
+	}
 	if r.job.Type == api.JobTypeBatch {
 		return batchRescheduleLimit
 	}
@@ -195,7 +201,7 @@ func (r *reconciler) generic(allocs []*api.Allocation) []placeReq {
 			case latest == nil:
 				out = append(out, placeReq{group: g, index: idx})
 			case failedRun(latest, job.Type):
-				if r.failures(latest) <= r.rescheduleLimit() {
+				if r.failures(latest) <= r.rescheduleLimit(g) {
 					out = append(out, placeReq{group: g, index: idx, previous: latest, avoid: latest.NodeID})
 				}
 			default: // lost
@@ -318,7 +324,7 @@ func (r *reconciler) system(allocs []*api.Allocation, stacks map[string]*stack) 
 			}
 			p := placeReq{group: g, node: n}
 			if l := latestByNode[n.ID]; l != nil {
-				if failedRun(l, job.Type) && r.failures(l) > r.rescheduleLimit() {
+				if failedRun(l, job.Type) && r.failures(l) > r.rescheduleLimit(g) {
 					continue
 				}
 				p.previous = l

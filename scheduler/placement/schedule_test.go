@@ -301,8 +301,13 @@ func TestScheduleRescheduleFailed(t *testing.T) {
 		typ    string
 		chain  int // failed predecessors before the latest
 		status string
+		policy *api.ReschedulePolicy
 		want   bool
 	}{
+		{name: "policy of 0 never replaces", typ: api.JobTypeBatch, status: api.AllocClientFailed, policy: &api.ReschedulePolicy{Attempts: 0}, want: false},
+		{name: "service policy of 0", typ: api.JobTypeService, status: api.AllocClientFailed, policy: &api.ReschedulePolicy{Attempts: 0}, want: false},
+		{name: "policy of 3 allows a third", typ: api.JobTypeBatch, chain: 2, status: api.AllocClientFailed, policy: &api.ReschedulePolicy{Attempts: 3}, want: true},
+		{name: "policy of 3 refuses a fourth", typ: api.JobTypeBatch, chain: 3, status: api.AllocClientFailed, policy: &api.ReschedulePolicy{Attempts: 3}, want: false},
 		{name: "service failed", typ: api.JobTypeService, status: api.AllocClientFailed, want: true},
 		{name: "service exited", typ: api.JobTypeService, status: api.AllocClientComplete, want: true},
 		{name: "service failed too often", typ: api.JobTypeService, chain: serviceRescheduleLimit, status: api.AllocClientFailed, want: false},
@@ -314,6 +319,7 @@ func TestScheduleRescheduleFailed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			job := mkJob("j", 1, 100, 64)
 			job.Type = tc.typ
+			job.Groups[0].Reschedule = tc.policy
 			var allocs []*api.Allocation
 			prev := ""
 			for i := 0; i <= tc.chain; i++ {

@@ -123,6 +123,9 @@ func ValidateJob(job *api.Job) error {
 				v.add(gf+".restart.mode", "%q is not a restart mode: use fail or delay", r.Mode)
 			}
 		}
+		if r := g.Reschedule; r != nil && r.Attempts < 0 {
+			v.add(gf+".reschedule.attempts", "must be >= 0")
+		}
 		if len(g.Tasks) == 0 {
 			v.add(gf+".tasks", "at least one task is required")
 		}

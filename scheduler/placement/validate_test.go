@@ -71,6 +71,7 @@ func TestValidateJob(t *testing.T) {
 			j.Groups[0].Tasks[1].Ports = []api.Port{{To: 81, Static: 8080, Protocol: "udp"}}
 		}},
 		{name: "bad restart mode", mutate: func(j *api.Job) { j.Groups[0].Restart = &api.RestartPolicy{Mode: "always"} }, want: `groups[0].restart.mode: "always" is not a restart mode`},
+		{name: "negative reschedule attempts", mutate: func(j *api.Job) { j.Groups[0].Reschedule = &api.ReschedulePolicy{Attempts: -1} }, want: `groups[0].reschedule.attempts: must be >= 0`},
 		{name: "affinity weight", mutate: func(j *api.Job) {
 			j.Affinities = []api.Affinity{{Attribute: "${node.label.rack}", Value: "r1", Weight: 200}}
 		}, want: "affinities[0].weight: 200 is out of range"},
