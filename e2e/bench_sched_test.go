@@ -15,6 +15,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -46,6 +47,7 @@ type schedResult struct {
 	probes       []time.Duration
 	rssBytes     int64
 	registerTime time.Duration
+	leaderMoves  int
 }
 
 func (r *schedResult) placementsPerSec() float64 {
@@ -85,10 +87,10 @@ func benchSchedule(b *testing.B, servers int) {
 		benchMu.Lock()
 		benchResults[servers] = res
 		benchMu.Unlock()
-		fmt.Printf("schedbench: servers=%d nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p99=%s (%d probes); server RSS %.0f MiB; 5000 node registrations took %s\n",
+		fmt.Printf("schedbench: servers=%d nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p90=%s p99=%s max=%s (%d probes); server RSS %.0f MiB; %d node registrations took %s; leader changes %d\n",
 			res.servers, benchNodes, res.placed, res.failed, res.jobs, res.elapsed.Round(time.Millisecond),
-			res.placementsPerSec(), res.percentile(0.50).Round(100*time.Microsecond), res.percentile(0.99).Round(100*time.Microsecond),
-			len(res.probes), float64(res.rssBytes)/(1<<20), res.registerTime.Round(time.Millisecond))
+			res.placementsPerSec(), res.percentile(0.50).Round(100*time.Microsecond), res.percentile(0.90).Round(100*time.Microsecond),
+			res.percentile(0.99).Round(100*time.Microsecond), res.percentile(1).Round(100*time.Microsecond), len(res.probes), float64(res.rssBytes)/(1<<20), benchNodes, res.registerTime.Round(time.Millisecond), res.leaderMoves)
 	}
 	b.ReportMetric(float64(res.elapsed.Nanoseconds())/float64(max(res.placed, 1)), "ns/op")
 	b.ReportMetric(res.placementsPerSec(), "placements/s")
@@ -115,12 +117,75 @@ func probeJob(i int) *api.Job {
 			Resources: api.Resources{CPU: 100, MemoryMB: 64}}}}}}
 }
 
+// leaderTracker hands out a client for the current leader and finds the
+// new one after a failover, so the load survives a leader change the way a
+// real client does: it retries a request that got a 5xx or no answer.
+type leaderTracker struct {
+	c       *Cluster
+	mu      sync.Mutex
+	cur     *api.Client
+	changes int // times the leader moved during the run
+}
+
+func (l *leaderTracker) client() *api.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cur
+}
+
+// refresh points the tracker at whichever server the others call leader,
+// unless another goroutine already moved it off old.
+func (l *leaderTracker) refresh(old *api.Client) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur != old {
+		return
+	}
+	for _, s := range l.c.Live() {
+		addr, err := s.Client(2 * time.Second).Status().Leader()
+		if err != nil || addr == "" {
+			continue
+		}
+		if leader := l.c.ByRaftAddr(addr); leader != nil {
+			if leader.HTTPAddr() != old.Address() {
+				l.changes++
+				l.cur = leader.Client(0)
+			}
+			return
+		}
+	}
+}
+
+func retryable(err error) bool {
+	var se *api.StatusError
+	return errors.Is(err, api.ErrUnreachable) || (errors.As(err, &se) && se.Code >= 500)
+}
+
+// do runs fn against the leader, retrying for up to a minute across leader
+// changes.
+func (l *leaderTracker) do(fn func(cl *api.Client) error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cl := l.client()
+		err := fn(cl)
+		if err == nil || !retryable(err) || time.Now().After(deadline) {
+			return err
+		}
+		l.refresh(cl)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // waitEvalDone blocks until an evaluation is no longer pending.
 func waitEvalDone(cl *api.Client, id string) (*api.Evaluation, error) {
 	var index uint64
+	start := time.Now()
 	for {
 		ev, meta, err := cl.Evaluations().Info(id, &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second})
 		if api.IsNotFound(err) {
+			if time.Since(start) > time.Minute {
+				return nil, fmt.Errorf("evaluation %s not found for a minute", id)
+			}
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -136,15 +201,24 @@ func waitEvalDone(cl *api.Client, id string) (*api.Evaluation, error) {
 
 // probe submits a count=1 job and returns how long it took until its
 // allocation was visible as committed.
-func probe(cl *api.Client, i int) (time.Duration, error) {
+func probe(lt *leaderTracker, i int) (time.Duration, error) {
 	start := time.Now()
-	resp, err := cl.Jobs().Register(probeJob(i))
+	var resp *api.JobRegisterResponse
+	err := lt.do(func(cl *api.Client) (err error) {
+		resp, err = cl.Jobs().Register(probeJob(i))
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
 	index := resp.Index
 	for {
-		allocs, meta, err := cl.Jobs().Allocations("probe-"+strconv.Itoa(i), &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second})
+		var allocs []*api.Allocation
+		var meta *api.QueryMeta
+		err := lt.do(func(cl *api.Client) (err error) {
+			allocs, meta, err = cl.Jobs().Allocations("probe-"+strconv.Itoa(i), &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second})
+			return err
+		})
 		if err != nil && !api.IsNotFound(err) {
 			return 0, err
 		}
@@ -168,6 +242,7 @@ func runSchedScenario(b *testing.B, servers int) *schedResult {
 
 	// Clients talk to the leader (followers would forward every write).
 	cl := leader.Client(0)
+	lt := &leaderTracker{c: c, cur: cl}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
@@ -201,12 +276,20 @@ func runSchedScenario(b *testing.B, servers int) *schedResult {
 				i := int(next.Add(1) - 1)
 				job := benchJob(i)
 				requested.Add(int64(job.Groups[0].Count))
-				resp, err := cl.Jobs().Register(job)
+				var resp *api.JobRegisterResponse
+				err := lt.do(func(cl *api.Client) (err error) {
+					resp, err = cl.Jobs().Register(job)
+					return err
+				})
 				if err != nil {
 					fail(fmt.Errorf("register %s: %w", job.Name, err))
 					return
 				}
-				if _, err := waitEvalDone(cl, resp.EvalID); err != nil {
+				err = lt.do(func(cl *api.Client) error {
+					_, err := waitEvalDone(cl, resp.EvalID)
+					return err
+				})
+				if err != nil {
 					fail(fmt.Errorf("wait for %s: %w", job.Name, err))
 					return
 				}
@@ -223,7 +306,7 @@ func runSchedScenario(b *testing.B, servers int) *schedResult {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			d, err := probe(cl, i)
+			d, err := probe(lt, i)
 			if err != nil {
 				fail(fmt.Errorf("probe: %w", err))
 				return
@@ -245,11 +328,16 @@ func runSchedScenario(b *testing.B, servers int) *schedResult {
 		b.Fatal(*p)
 	}
 	res.probes = probes
+	res.leaderMoves = lt.changes
 	res.jobs = int(next.Load())
 
 	// Count what is committed, job by job, rather than trusting the evals.
 	for i := 0; i < res.jobs; i++ {
-		allocs, _, err := cl.Jobs().Allocations("bench-"+strconv.Itoa(i), nil)
+		var allocs []*api.Allocation
+		err := lt.do(func(cl *api.Client) (err error) {
+			allocs, _, err = cl.Jobs().Allocations("bench-"+strconv.Itoa(i), nil)
+			return err
+		})
 		if err != nil {
 			b.Fatalf("count allocations of bench-%d: %v", i, err)
 		}
