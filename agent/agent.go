@@ -290,6 +290,7 @@ func (a *Agent) bounded(c *api.Client) (*api.Client, context.CancelFunc) {
 func (a *Agent) registerLoop() {
 	backoff := 200 * time.Millisecond
 	registered := false
+	failures := 0
 	for {
 		var err error
 		c, cerr := a.client(false)
@@ -318,12 +319,19 @@ func (a *Agent) registerLoop() {
 		}
 		wait := a.heartbeatInterval()
 		if err != nil {
-			a.log.Warn("server unreachable", "server", a.currentServer(), "err", err)
+			failures++
+			// A server that is still electing its leader answers 503 for a
+			// moment; only a lasting failure deserves a warning.
+			level := slog.LevelDebug
+			if failures >= 5 {
+				level = slog.LevelWarn
+			}
+			a.log.Log(a.ctx, level, "server unreachable", "server", a.currentServer(), "err", err)
 			_, _ = a.client(true)
 			wait = backoff
 			backoff = min(backoff*2, 2*time.Second)
 		} else {
-			backoff = 200 * time.Millisecond
+			backoff, failures = 200*time.Millisecond, 0
 		}
 		select {
 		case <-a.ctx.Done():
@@ -496,3 +504,6 @@ func (a *Agent) reportLoop() {
 		}
 	}
 }
+
+// NodeName is the name this node registers under.
+func (a *Agent) NodeName() string { return a.node.Name }

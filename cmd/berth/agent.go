@@ -15,7 +15,7 @@ import (
 
 func init() { addCommand(newAgentCmd) }
 
-// roleFlags are the flags that `berth server`, `berth agent` and `berth dev`
+// agentFlags are the flags that `berth server`, `berth agent` and `berth dev`
 // share (DESIGN.md, Defaults).
 type agentFlags struct {
 	dataDir    string
@@ -66,21 +66,22 @@ to them.`,
 			return a.Shutdown()
 		},
 	}
-	f.register(cmd, 9473)
+	f.register(cmd)
+	cmd.Flags().IntVar(&f.httpPort, "http-port", 9473, "agent HTTP API port")
 	cmd.Flags().IntVar(&f.gossipPort, "gossip-port", 9472, "gossip (memberlist) port")
 	cmd.Flags().StringArrayVar(&f.join, "join", nil, "gossip address HOST:PORT of a server or agent to join (repeatable)")
 	cmd.Flags().StringArrayVar(&f.servers, "servers", nil, "server HTTP address HOST:PORT to register with (repeatable)")
 	return cmd
 }
 
-func (f *agentFlags) register(cmd *cobra.Command, defaultPort int) {
+// register adds the flags every role shares; each command adds its ports.
+func (f *agentFlags) register(cmd *cobra.Command) {
 	dd := os.Getenv("BERTH_DATA_DIR")
 	if dd == "" {
 		dd = "/var/lib/berth"
 	}
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", dd, "where images, containers, volumes and state live (BERTH_DATA_DIR)")
 	cmd.Flags().StringVar(&f.bind, "bind", "127.0.0.1", "IP address to listen on")
-	cmd.Flags().IntVar(&f.httpPort, "http-port", defaultPort, "agent HTTP API port")
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "node name (default: the host name)")
 	cmd.Flags().StringVar(&f.datacenter, "datacenter", "dc1", "datacenter of this node")
 	cmd.Flags().StringArrayVar(&f.labels, "label", nil, "node label k=v, matched by ${node.label.k} (repeatable)")
