@@ -4,15 +4,23 @@
 // A Manager keeps one directory per container under DATA_DIR/containers:
 //
 //	ID/config.json   the Spec, written by Create
+//	ID/init.plan     what init does, written by Start (also its once-only lock)
 //	ID/state.json    pids and start time, written by the shim once the process runs
 //	ID/exit.json     how it ended, written by the shim (atomically) when it exits
 //	ID/container.log JSON lines of stdout and stderr (package logs), rotated by size
-//	ID/shim.log      the shim's own errors
-//	ID/upper, work   the overlay's writable layer; rootfs is its mount point
+//	ID/shim.log      the shim's own errors, if any
+//	ID/upper, work   the overlay's writable layer and its work directory
+//	.rootfs          the mount point every container's init mounts its
+//	                 overlay on, inside its own mount namespace
+//
+// The container's stdin is /dev/null for now; an interactive mode would
+// give the shim a FIFO in the container's directory to hold open.
 //
 // Start re-executes the binary as a detached shim (reexec name
 // "berth-shim"), which re-executes it again as the container's init
-// ("berth-init") in new mount, PID, UTS, IPC and network namespaces. Init
+// ("berth-init") in new mount, PID, UTS, IPC and network namespaces. Both
+// run as C constructors of package shim before any Go runtime starts (Go
+// versions in this package serve builds without cgo). Init
 // mounts the overlay inside its own mount namespace (so the mount vanishes
 // with the container and never leaks to the host), sets up /proc, /dev and
 // /sys with docker's masked and read-only paths, pivots into the root,

@@ -1,8 +1,8 @@
 // Package nsenter joins a running container's namespaces before the Go
 // runtime starts. A mount namespace can only be joined by a single-threaded
 // process, and a Go program is never single-threaded once its runtime runs,
-// so, as runc does, a C constructor does it: when the environment variable
-// _BERTH_NSENTER_PID is set, it waits for one byte on fd 3 (the manager
+// so, as runc does, a C constructor does it: when argv[0] is "berth-exec"
+// and the environment variable _BERTH_NSENTER_PID is set, it waits for one byte on fd 3 (the manager
 // puts the process in the container's cgroup meanwhile), setns()es into the
 // ipc, uts, net, pid and mount namespaces of that pid, then forks so the
 // child is really inside the PID namespace. The parent writes the child's

@@ -23,7 +23,9 @@ static void berth_fail(const char *what, const char *arg) {
 	_exit(127);
 }
 
-void berth_nsenter(void) {
+void berth_nsenter(int argc, char **argv) {
+	if (argc < 1 || argv == NULL || argv[0] == NULL || strcmp(argv[0], "berth-exec") != 0)
+		return;
 	const char *pid = getenv("_BERTH_NSENTER_PID");
 	if (pid == NULL || *pid == '\0')
 		return;

@@ -4,8 +4,8 @@ package nsenter
 
 /*
 #cgo CFLAGS: -Wall -O2
-extern void berth_nsenter(void);
-void __attribute__((constructor)) berth_nsenter_init(void) { berth_nsenter(); }
+extern void berth_nsenter(int argc, char **argv);
+void __attribute__((constructor)) berth_nsenter_init(int argc, char **argv, char **envp) { berth_nsenter(argc, argv); }
 */
 import "C"
 

@@ -477,7 +477,7 @@ static void set_creds(unsigned long long caps) {
 }
 
 static void run_plan(void) {
-	int netns = -1, nnp = 0;
+	int nnp = 0;
 	unsigned long long caps = 0;
 	const char *user = "", *cwd = "/", *hostname = "";
 	static char *env[MAX_LIST], *args[MAX_LIST];
@@ -487,9 +487,14 @@ static void run_plan(void) {
 		const char *op = next();
 		if (!strcmp(op, "netns")) {
 			const char *p = next();
-			netns = open(p, O_RDONLY | O_CLOEXEC);
+			int netns = open(p, O_RDONLY | O_CLOEXEC);
 			if (netns < 0)
 				fail(127, "open network namespace %s: %s", p, strerror(errno));
+			/* Single-threaded: this moves the whole process, so /sys
+			   will show this namespace's devices. */
+			if (setns(netns, CLONE_NEWNET) < 0)
+				fail(127, "join network namespace %s: %s", p, strerror(errno));
+			close(netns);
 		} else if (!strcmp(op, "private")) {
 			if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 				fail(127, "make / private: %s", strerror(errno));
@@ -573,11 +578,6 @@ static void run_plan(void) {
 	umask(022);
 	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		fail(127, "close inherited descriptors: %s", strerror(errno));
-	if (netns >= 0) {
-		if (setns(netns, CLONE_NEWNET) < 0)
-			fail(127, "join network namespace: %s", strerror(errno));
-		close(netns);
-	}
 	set_creds(caps);
 	if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail(127, "set no_new_privs: %s", strerror(errno));

@@ -1,0 +1,58 @@
+//go:build linux
+
+package container
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestSpecOptions(t *testing.T) {
+	m := newManager(t)
+	hostNet, _ := os.ReadDir("/sys/class/net")
+	var hostIfs []string
+	for _, e := range hostNet {
+		hostIfs = append(hostIfs, e.Name())
+	}
+	nsName := fmt.Sprintf("berth-test-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", nsName).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", nsName).Run() })
+	if out, err := exec.Command("ip", "-n", nsName, "link", "add", "berthv0", "type", "veth", "peer", "name", "berthv1").CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v %s", err, out)
+	}
+
+	tests := []struct {
+		name   string
+		script string
+		modify func(*Spec)
+		want   string
+	}{
+		{"read-only rootfs", "touch /x 2>/dev/null && echo rw || echo ro", func(s *Spec) { s.ReadonlyRootfs = true }, "ro"},
+		{"writable rootfs by default", "touch /x && echo rw", nil, "rw"},
+		{"no_new_privs opt-in", "grep NoNewPrivs /proc/self/status | tr -d '\\t '", func(s *Spec) { s.NoNewPrivileges = true }, "NoNewPrivs:1"},
+		{"no_new_privs off by default", "grep NoNewPrivs /proc/self/status | tr -d '\\t '", nil, "NoNewPrivs:0"},
+		{"extra device", "ls -l /dev/mynull | cut -c1; echo x > /dev/mynull && echo written", func(s *Spec) {
+			s.Devices = []Device{{Path: "/dev/mynull", Type: 'c', Major: 1, Minor: 3}}
+		}, "c\nwritten"},
+		{"network none has only lo, up", "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/flags", nil, "lo 0x9"},
+		{"host network", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "host" }, strings.Join(hostIfs, " ")},
+		{"network namespace path", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "/run/netns/" + nsName }, "berthv0 berthv1 lo"},
+		{"tmpfs /dev has only the standard nodes", "ls /dev | tr '\\n' ' '", nil, "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSpec(t, tc.script)
+			if tc.modify != nil {
+				tc.modify(s)
+			}
+			if got := strings.TrimSpace(runOK(t, m, s)); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
