@@ -42,6 +42,7 @@ func TestSpecOptions(t *testing.T) {
 		{"network none has only lo, up", "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/flags", nil, "lo 0x9"},
 		{"host network", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "host" }, strings.Join(hostIfs, " ")},
 		{"network namespace path", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "/run/netns/" + nsName }, "berthv0 berthv1 lo"},
+		{"no signal ignored", "grep SigIgn /proc/self/status | tr -d '\t '", nil, "SigIgn:0000000000000000"},
 		{"tmpfs /dev has only the standard nodes", "ls /dev | tr '\\n' ' '", nil, "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"},
 	}
 	for _, tc := range tests {

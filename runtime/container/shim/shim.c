@@ -359,6 +359,9 @@ void berth_shim(int argc, char **argv) {
 		return;
 	if (argc != 5)
 		die("usage: berth-shim DIR LOG_MAX_SIZE LOG_MAX_FILES CLONE_FLAGS");
+	/* The manager may die at any time: a write to its pipe must fail, not
+	   kill the shim. */
+	signal(SIGPIPE, SIG_IGN);
 	fcntl(3, F_SETFD, FD_CLOEXEC);
 	fcntl(4, F_SETFD, FD_CLOEXEC);
 	dir = argv[1];
@@ -386,6 +389,7 @@ void berth_shim(int argc, char **argv) {
 		die("clone: %s", strerror(errno));
 	}
 	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored across exec */
 		if (dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(cfgp[0], 3) < 0 || dup2(statp[1], 4) < 0 || dup2(gop[0], 5) < 0)
 			_exit(127);
 		char *args[] = {"berth-init", (char *)dir, NULL};
@@ -408,7 +412,6 @@ void berth_shim(int argc, char **argv) {
 	   (on cgroup v1 a migration waits for an RCU grace period); it execs
 	   the command only after the go byte, so no user code runs outside
 	   the cgroup. */
-	signal(SIGPIPE, SIG_IGN);
 	write_all(cfgp[1], cfg, cfglen);
 	close(cfgp[1]);
 	free(cfg);
