@@ -164,6 +164,7 @@ func TestCLIJSONOutputParses(t *testing.T) {
 		{"job run", []string{"job", "run", file, "--format", "json"}, &jobRunResult{}},
 		{"node ls", []string{"node", "ls", "--format", "json"}, &[]*api.Node{}},
 		{"node inspect", []string{"node", "inspect", "n1", "--format", "json"}, &nodeInspectResult{}},
+		{"members", []string{"server", "members", "--format", "json"}, &[]api.Member{}},
 		{"raft peers", []string{"operator", "raft", "list-peers", "--format", "json"}, &[]api.RaftPeer{}},
 	}
 	for _, tt := range tests {
