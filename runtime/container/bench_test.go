@@ -105,6 +105,7 @@ func BenchmarkLifecycleVsRunc(b *testing.B) {
 	state := b.TempDir()
 	ctx := context.Background()
 	var berth, runcTime time.Duration
+	var ph [4]time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -112,16 +113,23 @@ func BenchmarkLifecycleVsRunc(b *testing.B) {
 		if _, err := m.Create(&Spec{ID: id, Layers: []string{layer}, Args: []string{"/bin/true"}}); err != nil {
 			b.Fatal(err)
 		}
+		ta := time.Now()
 		if err := m.Start(id); err != nil {
 			b.Fatal(err)
 		}
+		tb := time.Now()
 		if ex, err := m.Wait(ctx, id); err != nil || ex.Code != 0 {
 			b.Fatalf("wait: %+v %v", ex, err)
 		}
+		tc := time.Now()
 		if err := m.Remove(id, false); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
+		ph[0] += ta.Sub(t0)
+		ph[1] += tb.Sub(ta)
+		ph[2] += tc.Sub(tb)
+		ph[3] += t1.Sub(tc)
 		out, err := exec.Command(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("vs-%d-%d", os.Getpid(), i)).CombinedOutput()
 		if err != nil {
 			b.Fatalf("runc run: %v: %s", err, out)
@@ -132,6 +140,9 @@ func BenchmarkLifecycleVsRunc(b *testing.B) {
 	b.ReportMetric(float64(berth.Microseconds())/1000/float64(b.N), "berth-ms/op")
 	b.ReportMetric(float64(runcTime.Microseconds())/1000/float64(b.N), "runc-ms/op")
 	b.ReportMetric(float64(berth)/float64(runcTime), "berth/runc")
+	for i, name := range []string{"create", "start", "wait", "remove"} {
+		b.ReportMetric(float64(ph[i].Microseconds())/float64(b.N), name+"-µs/op")
+	}
 }
 
 // cpuTime is the CPU time used by this process and its reaped children:
