@@ -339,3 +339,52 @@ func TestRemoveRefusesRunning(t *testing.T) {
 		t.Errorf("process %d still runs", c.State.Pid)
 	}
 }
+
+func TestNamesListAndStartOnce(t *testing.T) {
+	m := newManager(t)
+	s := testSpec(t, "true")
+	s.Name = "web"
+	r := run(t, m, s)
+	if r.exit.Code != 0 {
+		t.Fatalf("exit %+v", r.exit)
+	}
+	if err := m.Start(s.ID); !errors.Is(err, ErrAlreadyStarted) {
+		t.Errorf("second start: %v, want ErrAlreadyStarted", err)
+	}
+	dup := testSpec(t, "true")
+	dup.Name = "web"
+	if _, err := m.Create(dup); !errors.Is(err, ErrExists) {
+		t.Errorf("create with a used name: %v, want ErrExists", err)
+	}
+	again := *s
+	again.Name = ""
+	if _, err := m.Create(&again); !errors.Is(err, ErrExists) {
+		t.Errorf("create with a used ID: %v, want ErrExists", err)
+	}
+	c, err := m.Get("web")
+	if err != nil || c.ID != s.ID || c.State.Status != StatusExited || c.State.StartedAt.IsZero() || c.State.FinishedAt.Before(c.State.StartedAt) {
+		t.Errorf("get by name: %+v %v", c, err)
+	}
+	created := testSpec(t, "true")
+	if _, err := m.Create(created); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove(created.ID, false)
+	list, err := m.List()
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	status := map[string]string{}
+	for _, c := range list {
+		status[c.ID] = c.State.Status
+	}
+	if status[s.ID] != StatusExited || status[created.ID] != StatusCreated {
+		t.Errorf("statuses %v", status)
+	}
+	if _, err := m.Get("t"); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("get by a shared prefix: %v, want ErrAmbiguous", err)
+	}
+	if _, err := m.Get("nosuch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("get of nothing: %v, want ErrNotFound", err)
+	}
+}
