@@ -67,6 +67,8 @@ type ctr struct {
 	Alloc *api.Allocation
 	Task  *api.Task
 	State *api.TaskState // never nil
+	// JobStopped is set when the container's job has been stopped.
+	JobStopped bool
 }
 
 func (c *ctr) node() string {
@@ -134,14 +136,27 @@ func listCtrs(c *api.Client) ([]*ctr, error) {
 	if err != nil {
 		return nil, err
 	}
+	jobs, _, err := c.Jobs().List(nil)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*api.Job{}
+	for _, j := range jobs {
+		byID[j.ID] = j
+	}
 	var out []*ctr
 	for _, a := range allocs {
-		if a.Job == nil {
-			if j, _, err := c.Jobs().Info(a.JobID, nil); err == nil {
-				a.Job = j
-			}
+		j := byID[a.JobID]
+		if j == nil {
+			continue // removed (purged) job: its containers are gone too
 		}
-		out = append(out, ctrsOf(a)...)
+		if a.Job == nil {
+			a.Job = j
+		}
+		for _, x := range ctrsOf(a) {
+			x.JobStopped = j.Stop
+			out = append(out, x)
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Alloc.CreateIndex != out[j].Alloc.CreateIndex {
@@ -418,15 +433,15 @@ func ctrStatus(x *ctr) string {
 		}
 		return s
 	case api.TaskStateDead:
+		if st.StartedAt == 0 && st.Failed {
+			return "Failed: " + truncRunes(st.Message, 60)
+		}
 		s := fmt.Sprintf("Exited (%d)", st.ExitCode)
 		if st.OOMKilled {
 			s += " OOMKilled"
 		}
 		if st.FinishedAt > 0 {
 			s += " " + humanDuration(time.Since(time.Unix(0, st.FinishedAt))) + " ago"
-		}
-		if st.StartedAt == 0 && st.Message != "" {
-			s += ": " + truncRunes(st.Message, 60)
 		}
 		return s
 	}
@@ -725,11 +740,16 @@ func newRmCmd() *cobra.Command {
 			}
 			return eachCtr(cmd, c, args, func(x *ctr) error {
 				if !x.soleTask() {
-					return fmt.Errorf("container %s is one of several of job %s; remove the job with `berth job stop -purge %s`", x.Name, x.Alloc.JobID, x.Alloc.JobID)
+					return fmt.Errorf("container %s is one of several of job %s; remove the job with `berth job stop --purge %s`", x.Name, x.Alloc.JobID, x.Alloc.JobID)
 				}
-				if x.alive() && !x.Alloc.Job.Stop {
-					if !force {
-						return fmt.Errorf("cannot remove running container %s: stop it first or use -f", x.Name)
+				if x.alive() && !x.JobStopped && !force {
+					return fmt.Errorf("cannot remove running container %s: stop it first or use -f", x.Name)
+				}
+				if force && x.running() {
+					// docker rm -f kills at once rather than waiting out
+					// the stop timeout.
+					if ag, err := agentFor(c, x); err == nil {
+						_ = ag.Kill(x.ID, "SIGKILL")
 					}
 				}
 				if _, err := c.Jobs().Deregister(x.Alloc.JobID, true); err != nil && !api.IsNotFound(err) {

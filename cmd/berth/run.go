@@ -35,6 +35,8 @@ const (
 	metaStarted = "berth.started" // unix nanos of the last container start
 )
 
+func init() { addCommand(newRunCmd) }
+
 type runFlags struct {
 	detach, rm, interactive, tty bool
 	name                         string
@@ -264,12 +266,17 @@ func buildRunJob(f *runFlags, image string, command []string, changed func(strin
 	if f.priority != 0 && (f.priority < 1 || f.priority > 100) {
 		return nil, fmt.Errorf("invalid --priority %d: use 1..100", f.priority)
 	}
-	task.Name = "main"
+	var resched *api.ReschedulePolicy
+	if jobType == api.JobTypeBatch {
+		// docker run semantics: a container that failed is not run again
+		// elsewhere.
+		resched = &api.ReschedulePolicy{Attempts: 0}
+	}
 	job := &api.Job{
 		ID: name, Name: name, Type: jobType, Priority: f.priority, Datacenters: f.datacenters,
 		Constraints: constraints,
 		Groups: []*api.Group{{
-			Name: "main", Count: 1, Restart: restart, Tasks: []*api.Task{task},
+			Name: "main", Count: 1, Restart: restart, Reschedule: resched, Tasks: []*api.Task{task},
 		}},
 		Meta: map[string]string{metaRun: "1", metaStarted: strconv.FormatInt(time.Now().UnixNano(), 10)},
 	}

@@ -85,10 +85,19 @@ func gatherInfo(c *api.Client) (*clusterInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if jobs, _, err := c.Jobs().List(nil); err == nil {
-		ci.Jobs = len(jobs)
+	jobs, _, err := c.Jobs().List(nil)
+	if err != nil {
+		return nil, err
+	}
+	ci.Jobs = len(jobs)
+	live := map[string]bool{}
+	for _, j := range jobs {
+		live[j.ID] = true
 	}
 	for _, a := range allocs {
+		if !live[a.JobID] {
+			continue // purged job
+		}
 		for _, x := range ctrsOf(a) {
 			ci.Containers.Total++
 			switch {
