@@ -209,22 +209,35 @@ func TestHeartbeatTracker(t *testing.T) {
 
 func TestBlockedEvals(t *testing.T) {
 	b := newBlockedEvals()
-	if r := b.Block(ev("1", "a", 10)); r != nil {
+	if r := b.Block(ev("1", "a", 10), 5); r != nil {
 		t.Fatal("nothing to replace")
 	}
-	b.Block(ev("2", "b", 90))
-	if r := b.Block(ev("3", "a", 10)); r == nil || r.ID != "1" {
+	b.Block(ev("2", "b", 90), 5)
+	if r := b.Block(ev("3", "a", 10), 5); r == nil || r.ID != "1" {
 		t.Fatalf("replaced = %v, want eval 1", r)
 	}
 	if e := b.Remove("b"); e == nil || e.ID != "2" {
 		t.Fatalf("removed %v", e)
 	}
-	b.Block(ev("4", "c", 99))
-	got := b.Unblock()
+	b.Block(ev("4", "c", 99), 5)
+	if b.Stale() {
+		t.Fatal("stale before any capacity change")
+	}
+	got := b.Unblock(7)
 	if len(got) != 2 || got[0].ID != "4" || got[1].ID != "3" {
 		t.Fatalf("unblocked %v", got)
 	}
 	if b.Len() != 0 {
 		t.Fatal("unblock left evals behind")
+	}
+	// Planned on a snapshot older than the last capacity change: stale.
+	b.Block(ev("5", "d", 50), 6)
+	if !b.Stale() {
+		t.Fatal("eval blocked on index 6 after a change at 7 is not stale")
+	}
+	b.Unblock(0)
+	b.Block(ev("6", "d", 50), 7)
+	if b.Stale() {
+		t.Fatal("eval blocked on the newest snapshot is stale")
 	}
 }

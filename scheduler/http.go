@@ -31,6 +31,9 @@ const (
 	// headerForwarded marks a write a follower forwarded to the leader, so
 	// it is never forwarded twice.
 	headerForwarded = "X-Berth-Forwarded"
+	// leaderWait is how long a follower waits for an election to finish
+	// before it answers a write with 503.
+	leaderWait = 5 * time.Second
 )
 
 // HTTP-facing errors (the API turns them into JSON with the status code).
@@ -211,7 +214,20 @@ func (s *Server) forward(c echo.Context) error {
 	if r.Header.Get(headerForwarded) != "" {
 		return fmt.Errorf("%w: this server received a forwarded write but is not the leader", ErrNoLeader)
 	}
+	// During an election there is briefly no leader: wait a little for
+	// one rather than failing the write at once.
 	addr, err := s.leaderHTTPAddr()
+	for deadline := time.Now().Add(leaderWait); err != nil && time.Now().Before(deadline); {
+		select {
+		case <-r.Context().Done():
+			return r.Context().Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if s.raft.IsLeader() {
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "this server just became the leader; retry the request")
+		}
+		addr, err = s.leaderHTTPAddr()
+	}
 	if err != nil {
 		return err
 	}
@@ -240,7 +256,17 @@ func (s *Server) forward(c echo.Context) error {
 // blocking runs a read as a blocking query: with ?index=N it waits (up to
 // ?wait=, at most 5m) until fn's index passes N. fn returns the index of
 // what it read, the value to send, and an error.
+//
+// Reads are consistent by default: a follower forwards them to the leader
+// (so a client reads its own writes whichever server it asks). With
+// ?stale, or while no leader is known, the follower answers from its own
+// state, which may lag by a few entries.
 func (s *Server) blocking(c echo.Context, fn func(ws memdb.WatchSet, st *consensus.StateStore) (uint64, any, error)) error {
+	if _, stale := c.QueryParams()["stale"]; !stale && !s.raft.IsLeader() && c.Request().Header.Get(headerForwarded) == "" {
+		if _, err := s.leaderHTTPAddr(); err == nil {
+			return s.forward(c)
+		}
+	}
 	var minIndex uint64
 	if v := c.QueryParam("index"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
@@ -590,7 +616,7 @@ func (s *Server) allocUpdate(c echo.Context) error {
 	}
 	s.broker.Enqueue(evals...)
 	if freed {
-		s.unblock()
+		s.unblock(idx)
 	}
 	return s.reply(c, http.StatusOK, idx, &api.WriteResponse{Index: idx})
 }
@@ -762,7 +788,7 @@ func (s *Server) nodeRegister(c echo.Context) error {
 	ttl := s.heartbeatTTL(s.nodeCount())
 	s.hb.ResetWithGrace(n.ID, time.Now(), ttl-s.cfg.HeartbeatTTL)
 	s.broker.Enqueue(evals...)
-	s.unblock()
+	s.unblock(idx)
 	s.log.Info("node registered", "node", n.ID, "name", n.Name, "index", idx)
 	return s.reply(c, http.StatusOK, idx, &api.NodeRegisterResponse{HeartbeatTTL: api.Duration(ttl), Index: idx})
 }
@@ -793,7 +819,7 @@ func (s *Server) nodeHeartbeat(c echo.Context) error {
 		}
 		s.log.Info("node is ready again", "node", id, "name", n.Name)
 		s.broker.Enqueue(evals...)
-		s.unblock()
+		s.unblock(idx)
 	}
 	return s.reply(c, http.StatusOK, idx, &api.NodeRegisterResponse{HeartbeatTTL: api.Duration(ttl), Index: idx})
 }
@@ -825,7 +851,7 @@ func (s *Server) nodeDrain(c echo.Context) error {
 	}
 	s.broker.Enqueue(upd.Evals...)
 	if !req.Enable {
-		s.unblock()
+		s.unblock(idx)
 	}
 	s.log.Info("node drain changed", "node", n.ID, "name", n.Name, "drain", req.Enable, "evals", len(upd.Evals))
 	return s.reply(c, http.StatusOK, idx, &api.WriteResponse{Index: idx})
@@ -856,7 +882,7 @@ func (s *Server) nodeEligibility(c echo.Context) error {
 	}
 	s.broker.Enqueue(upd.Evals...)
 	if req.Eligible {
-		s.unblock()
+		s.unblock(idx)
 	}
 	return s.reply(c, http.StatusOK, idx, &api.WriteResponse{Index: idx})
 }

@@ -116,7 +116,7 @@ func (s *Server) restoreLeaderState(ctx context.Context) bool {
 		case api.EvalStatusPending:
 			pending = append(pending, e)
 		case api.EvalStatusBlocked:
-			s.blocked.Block(e)
+			s.blocked.Block(e, 0)
 		}
 	}
 	s.broker.Enqueue(pending...)
@@ -134,7 +134,7 @@ func (s *Server) restoreLeaderState(ctx context.Context) bool {
 	s.log.Info("leader state restored", "pending_evals", len(pending), "blocked_evals", s.blocked.Len(), "nodes", len(nodes))
 	// Blocked evals may fit now (capacity could have changed while no
 	// leader was watching).
-	s.unblock()
+	s.unblock(st.LatestIndex())
 	return true
 }
 
@@ -285,9 +285,10 @@ func newEval(job *api.Job, jobID, trigger, nodeID string) *api.Evaluation {
 	return e
 }
 
-// unblock re-enqueues every blocked evaluation: capacity changed.
-func (s *Server) unblock() {
-	if evals := s.blocked.Unblock(); len(evals) > 0 {
+// unblock re-enqueues every blocked evaluation: capacity changed at the
+// given Raft index.
+func (s *Server) unblock(index uint64) {
+	if evals := s.blocked.Unblock(index); len(evals) > 0 {
 		s.log.Debug("capacity changed: retrying blocked evaluations", "count", len(evals))
 		s.broker.Enqueue(evals...)
 	}

@@ -52,6 +52,11 @@ func (s *Server) runWorker(ctx context.Context, id int) {
 			continue
 		}
 		_ = s.broker.Ack(eval.ID, token)
+		// Capacity that appeared while this eval was planned on an older
+		// snapshot would otherwise not retry it.
+		if s.blocked.Stale() {
+			s.unblock(0)
+		}
 	}
 }
 
@@ -73,8 +78,10 @@ func schedule(st placement.State, eval *api.Evaluation, job *api.Job, opts place
 func (s *Server) processEval(ctx context.Context, eval *api.Evaluation) error {
 	start := time.Now()
 	var lastRefusal string
+	var snapIndex uint64
 	for attempt := 1; attempt <= maxPlanAttempts; attempt++ {
 		snap := s.raft.State().Snapshot()
+		snapIndex = snap.LatestIndex()
 		job, err := snap.JobByID(nil, eval.JobID)
 		if err != nil {
 			return err
@@ -89,11 +96,11 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation) error {
 		plan, err := schedule(snap, eval, job, opts)
 		if err != nil {
 			s.log.Error("scheduling failed", "eval", eval.ID, "job", eval.JobID, "err", err)
-			return s.finishEval(eval, api.EvalStatusFailed, err.Error(), nil)
+			return s.finishEval(eval, api.EvalStatusFailed, err.Error(), nil, snapIndex)
 		}
 		update := evalOutcome(eval, plan)
 		if plan.IsNoOp() {
-			return s.finishEval(eval, update.Status, update.StatusDescription, update.FailedTGAllocs)
+			return s.finishEval(eval, update.Status, update.StatusDescription, update.FailedTGAllocs, snapIndex)
 		}
 		res := s.applier.Submit(ctx, plan, []*api.Evaluation{update})
 		if res.Err != nil {
@@ -101,7 +108,7 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation) error {
 		}
 		s.metrics.placements.Add(float64(res.Placed))
 		if len(res.Refused) == 0 {
-			s.afterEval(update)
+			s.afterEval(update, snapIndex)
 			s.metrics.evals.WithLabelValues(update.Status).Inc()
 			s.log.Debug("evaluation done", "eval", eval.ID, "job", eval.JobID, "status", update.Status,
 				"placed", res.Placed, "attempts", attempt, "took", time.Since(start))
@@ -112,7 +119,7 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation) error {
 			"attempt", attempt, "refused", lastRefusal)
 	}
 	desc := fmt.Sprintf("plan refused %d times; last: %s", maxPlanAttempts, lastRefusal)
-	return s.finishEval(eval, api.EvalStatusBlocked, desc, nil)
+	return s.finishEval(eval, api.EvalStatusBlocked, desc, nil, snapIndex)
 }
 
 func describeRefusals(refused map[string]string) string {
@@ -155,14 +162,14 @@ func evalOutcome(eval *api.Evaluation, plan *placement.Plan) *api.Evaluation {
 
 // finishEval writes the evaluation's final status on its own (nothing to
 // place, or a failure).
-func (s *Server) finishEval(eval *api.Evaluation, status, desc string, failed map[string]string) error {
+func (s *Server) finishEval(eval *api.Evaluation, status, desc string, failed map[string]string, snapIndex uint64) error {
 	e := consensus.CopyEval(eval)
 	e.Status, e.StatusDescription, e.FailedTGAllocs = status, desc, failed
 	if _, err := s.raft.Apply(consensus.EvalUpdateRequestType, &consensus.EvalUpdateRequest{Evals: []*api.Evaluation{e}}, applyTimeout); err != nil {
 		return fmt.Errorf("write evaluation %s status %s: %w", eval.ID, status, err)
 	}
 	s.metrics.evals.WithLabelValues(status).Inc()
-	s.afterEval(e)
+	s.afterEval(e, snapIndex)
 	return nil
 }
 
@@ -170,10 +177,10 @@ func (s *Server) finishEval(eval *api.Evaluation, status, desc string, failed ma
 // blocked evaluation supersedes an older blocked one of the same job; a
 // complete one clears the job's blocked one. Superseded evaluations are
 // marked complete so they are not restored by a later leader.
-func (s *Server) afterEval(e *api.Evaluation) {
+func (s *Server) afterEval(e *api.Evaluation, snapIndex uint64) {
 	var old *api.Evaluation
 	if e.Status == api.EvalStatusBlocked {
-		old = s.blocked.Block(e)
+		old = s.blocked.Block(e, snapIndex)
 	} else if b := s.blocked.Remove(e.JobID); b != nil && b.ID != e.ID {
 		old = b
 	}
