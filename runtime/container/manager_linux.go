@@ -209,13 +209,18 @@ func (m *Manager) Start(id string) error {
 	}
 	if cg != nil {
 		if err := cg.Add(pid); err != nil {
-			// Closing goW without a byte makes the shim kill init.
+			// Closing goW without a byte makes init give up. Init may also
+			// have failed already (a missing command), which is the error
+			// to report.
+			goW.Close()
+			if line, rerr := br.ReadString('\n'); rerr == nil && strings.HasPrefix(line, "err ") {
+				return parseStartError(strings.TrimSpace(strings.TrimPrefix(line, "err ")))
+			}
 			return fmt.Errorf("container: add init %d to cgroup %s: %w", pid, c.ID, err)
 		}
 	}
-	if _, err := goW.Write([]byte{'g'}); err != nil {
-		return m.shimFailed(dir, "the shim exited while starting init")
-	}
+	// A failed write means init is gone; the report says why.
+	goW.Write([]byte{'g'}) //nolint:errcheck
 	goW.Close()
 	line, err = br.ReadString('\n')
 	if err != nil {

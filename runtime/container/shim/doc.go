@@ -10,18 +10,17 @@
 //
 //	berth-shim DIR LOG_MAX_SIZE LOG_MAX_FILES CLONE_FLAGS
 //
-// fd 3 reports to the manager ("pid N", then "ok" or "err CODE MESSAGE"),
-// fd 4 carries one byte once the manager has put init in the container's
-// cgroup. The shim clones init (argv[0] "berth-init", argv[1] DIR) in the
-// namespaces of CLONE_FLAGS with stdout and stderr on pipes, fd 3 a pipe
-// carrying DIR/init.plan, fd 4 a pipe for init's start error and fd 5 a
-// pipe that carries the manager's go byte on to init: init prepares the
-// root while the manager moves it into the cgroup (on cgroup v1 that waits
-// for an RCU grace period), and execs the command only once it is there,
-// so no user code runs outside the cgroup. It then
-// writes state.json, copies the container's output into DIR/container.log
-// as JSON lines (the format of package logs, rotated by size), waits for
-// init and writes exit.json atomically.
+// fd 3 reports to the manager ("pid N", then "ok" or "err CODE MESSAGE");
+// fd 4 is the read end of the manager's go pipe, which the shim hands to
+// init as its fd 5. The shim clones init (argv[0] "berth-init", argv[1]
+// DIR) in the namespaces of CLONE_FLAGS with stdout and stderr on pipes,
+// fd 3 a pipe carrying DIR/init.plan and fd 4 a pipe for init's start
+// error. Init prepares the root while the manager moves it into the cgroup
+// (on cgroup v1 that waits for an RCU grace period) and execs the command
+// only once the manager's byte arrives, so no user code runs outside the
+// cgroup. The shim then writes state.json, copies the container's output
+// into DIR/container.log as JSON lines (the format of package logs,
+// rotated by size), waits for init and writes exit.json atomically.
 //
 // Init (argv[0] "berth-init") reads the plan, a list of NUL-terminated
 // operations that package container's initPlan documents and builds

@@ -363,7 +363,13 @@ void berth_shim(int argc, char **argv) {
 	   kill the shim. */
 	signal(SIGPIPE, SIG_IGN);
 	fcntl(3, F_SETFD, FD_CLOEXEC);
-	fcntl(4, F_SETFD, FD_CLOEXEC);
+	/* fd 4 is the manager's go pipe; init gets it as fd 5, so the byte
+	   goes straight from the manager to init. Move it out of the way of
+	   the dup2s below. */
+	int gofd = fcntl(4, F_DUPFD_CLOEXEC, 10);
+	if (gofd < 0)
+		die("dup go pipe: %s", strerror(errno));
+	close(4);
 	dir = argv[1];
 	maxsize = atoll(argv[2]);
 	maxfiles = atoi(argv[3]);
@@ -376,8 +382,8 @@ void berth_shim(int argc, char **argv) {
 	char *cfg = read_file(cfgpath, &cfglen);
 	open_log();
 
-	int outp[2], errp[2], cfgp[2], statp[2], gop[2];
-	if (pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(cfgp, O_CLOEXEC) || pipe2(statp, O_CLOEXEC) || pipe2(gop, O_CLOEXEC))
+	int outp[2], errp[2], cfgp[2], statp[2];
+	if (pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(cfgp, O_CLOEXEC) || pipe2(statp, O_CLOEXEC))
 		die("pipe: %s", strerror(errno));
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0)
@@ -390,7 +396,7 @@ void berth_shim(int argc, char **argv) {
 	}
 	if (pid == 0) {
 		signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored across exec */
-		if (dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(cfgp[0], 3) < 0 || dup2(statp[1], 4) < 0 || dup2(gop[0], 5) < 0)
+		if (dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(cfgp[0], 3) < 0 || dup2(statp[1], 4) < 0 || dup2(gofd, 5) < 0)
 			_exit(127);
 		char *args[] = {"berth-init", (char *)dir, NULL};
 		char *env[] = {NULL};
@@ -403,40 +409,25 @@ void berth_shim(int argc, char **argv) {
 	close(errp[1]);
 	close(cfgp[0]);
 	close(statp[1]);
-	close(gop[0]);
+	close(gofd);
 	out_stream.fd = outp[0];
 	err_stream.fd = errp[0];
 
 	dprintf(3, "pid %d\n", (int)pid);
 	/* init sets up the rootfs while the manager moves it into the cgroup
 	   (on cgroup v1 a migration waits for an RCU grace period); it execs
-	   the command only after the go byte, so no user code runs outside
-	   the cgroup. */
+	   the command only after the manager's go byte on its fd 5, so no
+	   user code runs outside the cgroup. If the manager gives up, init
+	   reads EOF and fails like any start error. */
 	write_all(cfgp[1], cfg, cfglen);
 	close(cfgp[1]);
 	free(cfg);
-	char c;
-	ssize_t n;
-	do {
-		n = read(4, &c, 1);
-	} while (n < 0 && errno == EINTR);
-	close(4);
-	if (n != 1) {
-		/* The manager could not place init in its cgroup, or died. */
-		kill(pid, SIGKILL);
-		int sig;
-		wait_child(pid, &sig);
-		write_exit(255, 0, "start aborted by the manager");
-		_exit(0);
-	}
-	write_all(gop[1], "g", 1);
-	close(gop[1]);
 
 	/* init writes "CODE message" when it fails; a successful exec closes the pipe. */
 	char msg[4096];
 	size_t mlen = 0;
 	for (;;) {
-		n = read(statp[0], msg + mlen, sizeof(msg) - 1 - mlen);
+		ssize_t n = read(statp[0], msg + mlen, sizeof(msg) - 1 - mlen);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
