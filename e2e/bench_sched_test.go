@@ -48,17 +48,20 @@ type schedResult struct {
 	rssBytes     int64
 	registerTime time.Duration
 	leaderMoves  int
+	idle         []time.Duration // probes before the load, for comparison
 }
 
 func (r *schedResult) placementsPerSec() float64 {
 	return float64(r.placed) / r.elapsed.Seconds()
 }
 
-func (r *schedResult) percentile(p float64) time.Duration {
-	if len(r.probes) == 0 {
+func (r *schedResult) percentile(p float64) time.Duration { return percentile(r.probes, p) }
+
+func percentile(samples []time.Duration, p float64) time.Duration {
+	if len(samples) == 0 {
 		return 0
 	}
-	s := append([]time.Duration(nil), r.probes...)
+	s := append([]time.Duration(nil), samples...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := int(float64(len(s))*p+0.5) - 1
 	i = max(0, min(i, len(s)-1))
@@ -87,16 +90,18 @@ func benchSchedule(b *testing.B, servers int) {
 		benchMu.Lock()
 		benchResults[servers] = res
 		benchMu.Unlock()
-		fmt.Printf("schedbench: servers=%d nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p90=%s p99=%s max=%s (%d probes); server RSS %.0f MiB; %d node registrations took %s; leader changes %d\n",
+		fmt.Printf("schedbench: servers=%d nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p90=%s p99=%s max=%s (%d probes; idle cluster p50=%s); server RSS %.0f MiB; %d node registrations took %s; leader changes %d\n",
 			res.servers, benchNodes, res.placed, res.failed, res.jobs, res.elapsed.Round(time.Millisecond),
 			res.placementsPerSec(), res.percentile(0.50).Round(100*time.Microsecond), res.percentile(0.90).Round(100*time.Microsecond),
-			res.percentile(0.99).Round(100*time.Microsecond), res.percentile(1).Round(100*time.Microsecond), len(res.probes), float64(res.rssBytes)/(1<<20), benchNodes, res.registerTime.Round(time.Millisecond), res.leaderMoves)
+			res.percentile(0.99).Round(100*time.Microsecond), res.percentile(1).Round(100*time.Microsecond), len(res.probes),
+			percentile(res.idle, 0.5).Round(100*time.Microsecond), float64(res.rssBytes)/(1<<20), benchNodes, res.registerTime.Round(time.Millisecond), res.leaderMoves)
 	}
 	b.ReportMetric(float64(res.elapsed.Nanoseconds())/float64(max(res.placed, 1)), "ns/op")
 	b.ReportMetric(res.placementsPerSec(), "placements/s")
 	b.ReportMetric(float64(res.percentile(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(res.percentile(0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(res.rssBytes)/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(percentile(res.idle, 0.5).Microseconds())/1000, "idle-p50-ms")
 }
 
 func benchJob(i int) *api.Job {
@@ -111,8 +116,16 @@ func benchJob(i int) *api.Job {
 		Groups: []*api.Group{{Name: "app", Count: count, Tasks: []*api.Task{task}}}}
 }
 
+// probeName names probe i; negative i are the idle-cluster probes.
+func probeName(i int) string {
+	if i < 0 {
+		return "idle-probe-" + strconv.Itoa(-i)
+	}
+	return "probe-" + strconv.Itoa(i)
+}
+
 func probeJob(i int) *api.Job {
-	return &api.Job{Name: "probe-" + strconv.Itoa(i), Type: api.JobTypeService, Priority: 50,
+	return &api.Job{Name: probeName(i), Type: api.JobTypeService, Priority: 50,
 		Groups: []*api.Group{{Name: "app", Count: 1, Tasks: []*api.Task{{Name: "main", Image: "registry.local/probe:1",
 			Resources: api.Resources{CPU: 100, MemoryMB: 64}}}}}}
 }
@@ -216,7 +229,7 @@ func probe(lt *leaderTracker, i int) (time.Duration, error) {
 		var allocs []*api.Allocation
 		var meta *api.QueryMeta
 		err := lt.do(func(cl *api.Client) (err error) {
-			allocs, meta, err = cl.Jobs().Allocations("probe-"+strconv.Itoa(i), &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second})
+			allocs, meta, err = cl.Jobs().Allocations(probeName(i), &api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second})
 			return err
 		})
 		if err != nil && !api.IsNotFound(err) {
@@ -229,7 +242,7 @@ func probe(lt *leaderTracker, i int) (time.Duration, error) {
 			index = max(index, meta.LastIndex)
 		}
 		if time.Since(start) > time.Minute {
-			return 0, fmt.Errorf("probe-%d not placed within a minute", i)
+			return 0, fmt.Errorf("%s not placed within a minute", probeName(i))
 		}
 	}
 }
@@ -252,6 +265,16 @@ func runSchedScenario(b *testing.B, servers int) *schedResult {
 	}
 	defer fleet.Stop()
 	res.registerTime = time.Since(start)
+
+	// The same probe on the idle cluster, to tell queueing under load
+	// apart from the cost of one scheduling round.
+	for i := 0; i < 20; i++ {
+		d, err := probe(lt, -1-i)
+		if err != nil {
+			b.Fatalf("idle probe: %v", err)
+		}
+		res.idle = append(res.idle, d)
+	}
 	b.ResetTimer()
 
 	var (
