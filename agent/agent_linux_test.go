@@ -79,6 +79,14 @@ func startCluster(t *testing.T, dataDir string) *cluster {
 
 func (c *cluster) stop() {
 	if c.agent != nil {
+		// Containers outlive agents by design; the test removes its own.
+		if list, err := c.agent.Engine().List(); err == nil {
+			for _, ci := range list {
+				if err := c.agent.Engine().Remove(ci.ID, true); err != nil {
+					c.t.Errorf("remove container %s: %v", ci.ID, err)
+				}
+			}
+		}
 		_ = c.agent.Shutdown()
 		c.agent = nil
 	}
