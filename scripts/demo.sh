@@ -13,15 +13,17 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 ./scripts/install-deps.sh
 
+node_ready() { "$BERTH" node ls 2>/dev/null | grep -qw ready; }
+
 if ! "$BERTH" info >/dev/null 2>&1; then
 	echo "demo: starting berth dev (log: /tmp/berth-dev.log, data: $DATA_DIR)"
 	setsid "$BERTH" dev --data-dir "$DATA_DIR" >/tmp/berth-dev.log 2>&1 < /dev/null &
-	for _ in $(seq 1 100); do
-		"$BERTH" info >/dev/null 2>&1 && break
-		sleep 0.1
-	done
-	"$BERTH" info >/dev/null || { echo "demo: berth dev did not start; see /tmp/berth-dev.log" >&2; exit 1; }
 fi
+for _ in $(seq 1 150); do
+	node_ready && break
+	sleep 0.1
+done
+node_ready || { echo "demo: no ready node after 15 s; see /tmp/berth-dev.log and 'berth node ls'" >&2; exit 1; }
 
 if ! "$BERTH" image inspect busybox >/dev/null 2>&1; then
 	tmp=$(mktemp -d)
