@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/simnode"
 )
 
 // jobFile writes a small service job spec and returns its path.
@@ -168,6 +170,21 @@ func TestClusterJobSubmittedToFollowerLands(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(res.Stdout), &st); err != nil || st.Job == nil || st.Job.Name != "via-follower" {
 		t.Fatalf("job status --format json: %v\n%s", err, res.Stdout)
+	}
+
+	// Without -d, job run through a follower waits for the placement (the
+	// evaluation is read from the follower's own state) and prints it.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fleet, err := simnode.Start(ctx, simnode.Config{Client: leader.Client(10 * time.Second), Count: 2,
+		Resources: func(int) api.NodeResources { return api.NodeResources{CPU: 4000, MemoryMB: 8192} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Stop()
+	res = c.CLI(follower, "job", "run", jobFile(t, "placed-via-follower", 2, 500, 256))
+	if res.Code != 0 || !strings.Contains(res.Stdout, "Placed 2 allocation(s)") {
+		t.Fatalf("job run via follower: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
 
 	// A bad spec is refused at the edge, through the follower too, and
