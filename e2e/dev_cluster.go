@@ -283,12 +283,12 @@ func (d *Dev) BerthIn(stdin io.Reader, args ...string) Result {
 	return r
 }
 
-// MustBerth runs the CLI and fails the test unless it exits 0.
-func (d *Dev) MustBerth(args ...string) Result {
-	d.t.Helper()
+// MustBerth runs the CLI and fails t unless it exits 0.
+func (d *Dev) MustBerth(t testing.TB, args ...string) Result {
+	t.Helper()
 	r := d.Berth(args...)
 	if r.Code != 0 {
-		d.t.Fatalf("berth %s: %s", strings.Join(args, " "), r)
+		t.Fatalf("berth %s: %s", strings.Join(args, " "), r)
 	}
 	return r
 }
@@ -296,15 +296,15 @@ func (d *Dev) MustBerth(args ...string) Result {
 // Stream starts a long-running CLI command (logs -f, say) whose stdout is
 // read line by line from the returned channel; the channel closes when the
 // command exits.
-func (d *Dev) Stream(args ...string) (*exec.Cmd, <-chan string) {
-	d.t.Helper()
+func (d *Dev) Stream(t testing.TB, args ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
 	cmd := exec.Command(d.Bin, args...)
 	cmd.Env = append(os.Environ(), "BERTH_ADDR="+d.Addr)
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
-		d.t.Fatal(err)
+		t.Fatal(err)
 	}
 	lines := make(chan string, 1024)
 	go func() {
@@ -334,7 +334,7 @@ func (d *Dev) Stream(args ...string) (*exec.Cmd, <-chan string) {
 			}
 		}
 	}()
-	d.t.Cleanup(func() { _ = cmd.Process.Kill() })
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	return cmd, lines
 }
 
@@ -342,16 +342,16 @@ func (d *Dev) Stream(args ...string) (*exec.Cmd, <-chan string) {
 func (d *Dev) ImportBusybox() {
 	d.t.Helper()
 	tar := testutil.BusyboxTar(d.t)
-	d.MustBerth("image", "import", tar, "busybox:latest")
+	d.MustBerth(d.t, "image", "import", tar, "busybox:latest")
 }
 
 // Inspect returns the parsed `berth inspect` of one container.
-func (d *Dev) Inspect(ref string) InspectInfo {
-	d.t.Helper()
-	r := d.MustBerth("inspect", ref)
+func (d *Dev) Inspect(t testing.TB, ref string) InspectInfo {
+	t.Helper()
+	r := d.MustBerth(t, "inspect", ref)
 	var out []InspectInfo
 	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil || len(out) != 1 {
-		d.t.Fatalf("inspect %s: %v\n%s", ref, err, r)
+		t.Fatalf("inspect %s: %v\n%s", ref, err, r)
 	}
 	return out[0]
 }

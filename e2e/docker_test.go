@@ -21,7 +21,7 @@ func TestDockerWorkflow(t *testing.T) {
 	d.ImportBusybox()
 
 	t.Run("images lists busybox", func(t *testing.T) {
-		r := d.MustBerth("images")
+		r := d.MustBerth(t, "images")
 		if !strings.Contains(r.Stdout, "busybox") || !strings.Contains(r.Stdout, "latest") {
 			t.Fatalf("busybox missing from images:\n%s", r)
 		}
@@ -32,24 +32,24 @@ func TestDockerWorkflow(t *testing.T) {
 		if r.Code != 3 || r.Stdout != "hello\n" || !strings.Contains(r.Stderr, "oops") {
 			t.Fatalf("want exit 3, stdout hello, stderr oops; got %s", r)
 		}
-		r = d.MustBerth("run", "--rm", "-e", "GREETING=Hi from container", "busybox", "sh", "-c", `echo "$GREETING"`)
+		r = d.MustBerth(t, "run", "--rm", "-e", "GREETING=Hi from container", "busybox", "sh", "-c", `echo "$GREETING"`)
 		if r.Stdout != "Hi from container\n" {
 			t.Fatalf("env: %s", r)
 		}
 	})
 
 	t.Run("detached then ps, logs -f, exec and stop", func(t *testing.T) {
-		r := d.MustBerth("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
-			`i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done`)
+		r := d.MustBerth(t, "run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+			"trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done")
 		id := strings.TrimSpace(r.Stdout)
 		if !hex64.MatchString(id) {
 			t.Fatalf("run -d should print a 64-hex container ID: %s", r)
 		}
-		ps := d.MustBerth("ps")
+		ps := d.MustBerth(t, "ps")
 		if !strings.Contains(ps.Stdout, id[:12]) || !strings.Contains(ps.Stdout, "ticker") || !strings.Contains(ps.Stdout, "Up ") {
 			t.Fatalf("ps does not show the running container %s:\n%s", id[:12], ps)
 		}
-		if q := d.MustBerth("ps", "-q", "--no-trunc"); !strings.Contains(q.Stdout, id) {
+		if q := d.MustBerth(t, "ps", "-q", "--no-trunc"); !strings.Contains(q.Stdout, id) {
 			t.Fatalf("ps -q --no-trunc: %s", q)
 		}
 
@@ -62,7 +62,7 @@ func TestDockerWorkflow(t *testing.T) {
 			t.Fatalf("exec -i: %s", ex)
 		}
 
-		logs, lines := d.Stream("logs", "-f", "ticker")
+		logs, lines := d.Stream(t, "logs", "-f", "ticker")
 		seen := 0
 		timeout := time.After(15 * time.Second)
 		for seen < 3 {
@@ -79,7 +79,7 @@ func TestDockerWorkflow(t *testing.T) {
 			}
 		}
 
-		st := d.MustBerth("stop", "ticker")
+		st := d.MustBerth(t, "stop", "ticker")
 		if strings.TrimSpace(st.Stdout) != "ticker" {
 			t.Fatalf("stop should print the name: %s", st)
 		}
@@ -96,32 +96,32 @@ func TestDockerWorkflow(t *testing.T) {
 			t.Fatal("logs -f still running 15s after stop")
 		}
 		_ = logs
-		if ps := d.MustBerth("ps"); strings.Contains(ps.Stdout, id[:12]) {
+		if ps := d.MustBerth(t, "ps"); strings.Contains(ps.Stdout, id[:12]) {
 			t.Fatalf("stopped container still listed by ps:\n%s", ps)
 		}
-		if ps := d.MustBerth("ps", "-a"); !strings.Contains(ps.Stdout, id[:12]) || !strings.Contains(ps.Stdout, "Exited") {
+		if ps := d.MustBerth(t, "ps", "-a"); !strings.Contains(ps.Stdout, id[:12]) || !strings.Contains(ps.Stdout, "Exited") {
 			t.Fatalf("ps -a should list the exited container:\n%s", ps)
 		}
-		d.MustBerth("rm", "ticker")
-		if ps := d.MustBerth("ps", "-a"); strings.Contains(ps.Stdout, id[:12]) {
+		d.MustBerth(t, "rm", "ticker")
+		if ps := d.MustBerth(t, "ps", "-a"); strings.Contains(ps.Stdout, id[:12]) {
 			t.Fatalf("rm left the container:\n%s", ps)
 		}
 	})
 
 	t.Run("stop timeout kills a process that ignores SIGTERM", func(t *testing.T) {
-		d.MustBerth("run", "-d", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; sleep 100 & wait; sleep 100")
+		d.MustBerth(t, "run", "-d", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; sleep 100 & wait; sleep 100")
 		start := time.Now()
-		r := d.MustBerth("stop", "-t", "1", "stubborn")
+		r := d.MustBerth(t, "stop", "-t", "1", "stubborn")
 		took := time.Since(start)
 		if took > 12*time.Second {
 			t.Fatalf("stop -t 1 took %s", took)
 		}
-		info := d.Inspect("stubborn")
+		info := d.Inspect(t, "stubborn")
 		if info.State.State != "dead" || info.State.ExitCode != 137 {
 			t.Fatalf("want dead with exit 137 after stop -t 1, got %+v (stop: %s)", info.State, r)
 		}
 		t.Logf("stop -t 1 of a SIGTERM-ignoring container took %s", took)
-		d.MustBerth("rm", "stubborn")
+		d.MustBerth(t, "rm", "stubborn")
 	})
 
 	t.Run("memory limit: a hog is OOM-killed and reported", func(t *testing.T) {
@@ -132,21 +132,21 @@ func TestDockerWorkflow(t *testing.T) {
 		if !strings.Contains(r.Stderr, "OOM") {
 			t.Errorf("run should say the container was OOM-killed: %s", r)
 		}
-		info := d.Inspect("hog")
+		info := d.Inspect(t, "hog")
 		if !info.State.OOMKilled {
 			t.Fatalf("inspect should report oom_killed: %+v", info.State)
 		}
-		if ps := d.MustBerth("ps", "-a"); !strings.Contains(ps.Stdout, "OOMKilled") {
+		if ps := d.MustBerth(t, "ps", "-a"); !strings.Contains(ps.Stdout, "OOMKilled") {
 			t.Errorf("ps -a should show OOMKilled:\n%s", ps)
 		}
-		d.MustBerth("rm", "hog")
+		d.MustBerth(t, "rm", "hog")
 	})
 
 	t.Run("cpus limit holds a busy loop near half a core", func(t *testing.T) {
-		d.MustBerth("run", "-d", "--name", "spinner", "--cpus", "0.5", "busybox", "sh", "-c", "while :; do :; done")
+		d.MustBerth(t, "run", "-d", "--name", "spinner", "--cpus", "0.5", "busybox", "sh", "-c", "while :; do :; done")
 		defer d.Berth("rm", "-f", "spinner")
 		time.Sleep(time.Second)
-		r := d.MustBerth("stats", "--no-stream", "--format", "json", "spinner")
+		r := d.MustBerth(t, "stats", "--no-stream", "--format", "json", "spinner")
 		var rows []struct {
 			CPUPercent float64 `json:"cpu_percent"`
 			Error      string  `json:"error"`
@@ -161,20 +161,38 @@ func TestDockerWorkflow(t *testing.T) {
 	})
 
 	t.Run("a volume persists across runs", func(t *testing.T) {
-		d.MustBerth("volume", "create", "keep")
-		d.MustBerth("run", "--rm", "-v", "keep:/data", "busybox", "sh", "-c", "echo persisted > /data/f")
-		r := d.MustBerth("run", "--rm", "-v", "keep:/data", "busybox", "cat", "/data/f")
+		d.MustBerth(t, "volume", "create", "keep")
+		d.MustBerth(t, "run", "--rm", "-v", "keep:/data", "busybox", "sh", "-c", "echo persisted > /data/f")
+		r := d.MustBerth(t, "run", "--rm", "-v", "keep:/data", "busybox", "cat", "/data/f")
 		if r.Stdout != "persisted\n" {
 			t.Fatalf("second run read %q from the volume: %s", r.Stdout, r)
 		}
-		if ls := d.MustBerth("volume", "ls"); !strings.Contains(ls.Stdout, "keep") {
+		if ls := d.MustBerth(t, "volume", "ls"); !strings.Contains(ls.Stdout, "keep") {
 			t.Fatalf("volume ls: %s", ls)
 		}
-		d.MustBerth("volume", "rm", "keep")
+	})
+
+	t.Run("run --rm removes the container, freeing its volume", func(t *testing.T) {
+		// Both containers that used "keep" ran with --rm: once removed,
+		// nothing uses the volume and it can go.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := d.Berth("volume", "rm", "keep")
+			if r.Code == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("volume rm 10s after the run --rm containers ended: %s", r)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if ls := d.MustBerth(t, "volume", "ls"); strings.Contains(ls.Stdout, "keep") {
+			t.Fatalf("volume rm left the volume: %s", ls)
+		}
 	})
 
 	t.Run("a name in use is refused", func(t *testing.T) {
-		d.MustBerth("run", "-d", "--name", "dup", "busybox", "sleep", "60")
+		d.MustBerth(t, "run", "-d", "--name", "dup", "busybox", "sleep", "60")
 		defer d.Berth("rm", "-f", "dup")
 		r := d.Berth("run", "--name", "dup", "busybox", "true")
 		if r.Code == 0 || !strings.Contains(r.Stderr, "already in use") {
@@ -216,7 +234,7 @@ func TestDockerWorkflow(t *testing.T) {
 	})
 
 	t.Run("info and an unreachable server", func(t *testing.T) {
-		r := d.MustBerth("info")
+		r := d.MustBerth(t, "info")
 		if !strings.Contains(r.Stdout, "Leader:") || !strings.Contains(r.Stdout, "Nodes:   1 (1 ready)") {
 			t.Fatalf("info: %s", r)
 		}
@@ -236,9 +254,9 @@ func TestDockerWorkflow(t *testing.T) {
 func TestDevRestartKeepsContainers(t *testing.T) {
 	d := StartDev(t)
 	d.ImportBusybox()
-	d.MustBerth("run", "-d", "--name", "survivor", "busybox", "sh", "-c",
+	d.MustBerth(t, "run", "-d", "--name", "survivor", "busybox", "sh", "-c",
 		`i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done`)
-	before := d.Inspect("survivor")
+	before := d.Inspect(t, "survivor")
 	if before.Container == nil || before.Container.Pid <= 0 {
 		t.Fatalf("inspect should give the container's PID: %+v", before)
 	}
@@ -254,12 +272,12 @@ func TestDevRestartKeepsContainers(t *testing.T) {
 		r := d.Berth("ps")
 		return r.Code == 0 && strings.Contains(r.Stdout, "survivor") && strings.Contains(r.Stdout, "Up ")
 	})
-	after := d.Inspect("survivor")
+	after := d.Inspect(t, "survivor")
 	if after.Container == nil || after.Container.Pid != pid {
 		t.Fatalf("PID changed across the restart: before %d, after %+v", pid, after.Container)
 	}
 	lastTick := func() int {
-		r := d.MustBerth("logs", "--tail", "1", "survivor")
+		r := d.MustBerth(t, "logs", "--tail", "1", "survivor")
 		n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(r.Stdout), "tick "))
 		if err != nil {
 			t.Fatalf("logs --tail 1: %s", r)

@@ -651,6 +651,9 @@ func stopCtr(c *api.Client, x *ctr, timeout *time.Duration) error {
 	if timeout != nil {
 		grace = *timeout
 	}
+	// Like docker stop, return once the container's end is on record:
+	// inspect and ps right after see it exited.
+	defer ctrFinalState(context.Background(), c, x, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	_, _, err := waitCtrExit(ctx, c, x)
 	cancel()

@@ -739,8 +739,23 @@ func checkNameFree(c *api.Client, name string) error {
 // failure or a start failure is an error that says why.
 func waitRunStart(ctx context.Context, c *api.Client, job *api.Job, resp *api.JobRegisterResponse, _ io.Writer) (*ctr, error) {
 	cc := c.WithContext(ctx)
+	if resp.EvalID != "" {
+		// The evaluation says at once when no node fits.
+		ev, err := waitEval(cc, resp.EvalID, resp.Index, time.Minute)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil {
+			if why := runEvalFailure(ev); why != "" {
+				if _, derr := c.Jobs().Deregister(job.ID, true); derr != nil {
+					why += fmt.Sprintf(" (and removing the job failed: %v)", derr)
+				}
+				return nil, fmt.Errorf("cannot run %s: %s", job.Name, why)
+			}
+		}
+	}
 	var idx uint64
-	evalChecked := time.Time{}
+	evalChecked := time.Now()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
