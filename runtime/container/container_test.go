@@ -241,19 +241,41 @@ func TestBindMountsAndTmpfs(t *testing.T) {
 
 func TestBindMountSymlinkStaysInRootfs(t *testing.T) {
 	m := newManager(t)
-	// A layer whose /evil is a symlink to /tmp-outside on the host.
-	layer := t.TempDir()
 	outside := t.TempDir()
-	if err := os.Symlink(filepath.Join(outside, "target"), filepath.Join(layer, "evil")); err != nil {
-		t.Fatal(err)
+	depth := strings.Repeat("../", 12)
+	tests := []struct {
+		name, link, target, dest, file, mountpoint string
+	}{
+		// A naive join would reach the host's outside/...; the link means
+		// the same path inside the container's root, where it must land.
+		{"absolute link", "evil", filepath.Join(outside, "abs"), "/evil", "", filepath.Join(outside, "abs")},
+		{"relative link climbing", "rel", depth + strings.TrimPrefix(outside, "/") + "/rel", "/rel", "", filepath.Join(outside, "rel")},
+		{"link in the middle", "mid", filepath.Join(outside, "mid"), "/mid/sub/file", "", filepath.Join(outside, "mid/sub/file")},
+		{"link to a file destination", "f", filepath.Join(outside, "f"), "/f", "file", filepath.Join(outside, "f")},
 	}
-	src := t.TempDir()
-	s := testSpec(t, "ls -d /tmp-outside* 2>/dev/null; test -d /"+strings.TrimPrefix(outside, "/")+"/target && echo inside")
-	s.Layers = append(s.Layers, layer)
-	s.Mounts = []Mount{{Source: src, Destination: "/evil", Type: "bind"}}
-	runOK(t, m, s)
-	if _, err := os.Stat(filepath.Join(outside, "target")); err == nil {
-		t.Fatal("a bind mount destination followed a symlink out of the rootfs")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			layer := t.TempDir()
+			if err := os.Symlink(tc.target, filepath.Join(layer, tc.link)); err != nil {
+				t.Fatal(err)
+			}
+			src := t.TempDir()
+			if tc.file != "" {
+				src = filepath.Join(src, "file")
+				os.WriteFile(src, []byte("data\n"), 0o644)
+			}
+			s := testSpec(t, "awk '{print $5}' /proc/self/mountinfo | grep -cx "+tc.mountpoint+" || true")
+			s.Layers = append(s.Layers, layer)
+			s.Mounts = []Mount{{Source: src, Destination: tc.dest, Type: "bind"}}
+			out := runOK(t, m, s)
+			if strings.TrimSpace(out) != "1" {
+				t.Errorf("the mount is not at the link's target inside the root: %q", out)
+			}
+			ents, _ := os.ReadDir(outside)
+			if len(ents) != 0 {
+				t.Fatalf("a bind mount destination followed a symlink out of the rootfs: host has %v", ents)
+			}
+		})
 	}
 }
 
