@@ -416,7 +416,7 @@ func (a *Agent) reconcile(allocs []*api.Allocation) {
 		r, ok := a.runners[alloc.ID]
 		a.mu.Unlock()
 		if ok {
-			if alloc.ModifyIndex != r.alloc.ModifyIndex || alloc.DesiredStatus != r.alloc.DesiredStatus {
+			if cur := r.current(); alloc.ModifyIndex != cur.ModifyIndex || alloc.DesiredStatus != cur.DesiredStatus {
 				r.update(alloc)
 			}
 			continue

@@ -27,6 +27,7 @@ func ContainerID(allocID, task string) string {
 // in its own goroutine.
 type allocRunner struct {
 	a   *Agent
+	id  string // the allocation's ID; never changes
 	log *slog.Logger
 
 	mu      sync.Mutex
@@ -42,7 +43,7 @@ type allocRunner struct {
 func newAllocRunner(a *Agent, la *localAlloc) *allocRunner {
 	ctx, cancel := context.WithCancel(a.ctx)
 	r := &allocRunner{
-		a: a, alloc: la.Alloc, tasks: la.Tasks, ctx: ctx, cancel: cancel,
+		a: a, id: la.Alloc.ID, alloc: la.Alloc, tasks: la.Tasks, ctx: ctx, cancel: cancel,
 		log: a.log.With("alloc", la.Alloc.ID, "job", la.Alloc.JobID),
 	}
 	if r.tasks == nil {
@@ -51,12 +52,21 @@ func newAllocRunner(a *Agent, la *localAlloc) *allocRunner {
 	return r
 }
 
-func (r *allocRunner) group() *api.Group {
-	if r.alloc.Job == nil {
+// current is the latest version of the allocation.
+func (r *allocRunner) current() *api.Allocation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.alloc
+}
+
+func (r *allocRunner) group() *api.Group { return groupOf(r.current()) }
+
+func groupOf(alloc *api.Allocation) *api.Group {
+	if alloc.Job == nil {
 		return nil
 	}
-	for _, g := range r.alloc.Job.Groups {
-		if g.Name == r.alloc.Group {
+	for _, g := range alloc.Job.Groups {
+		if g.Name == alloc.Group {
 			return g
 		}
 	}
@@ -67,7 +77,7 @@ func (r *allocRunner) group() *api.Group {
 func (r *allocRunner) run() {
 	g := r.group()
 	if g == nil {
-		r.setTask("", &api.TaskState{State: api.TaskStateDead, Failed: true, Message: "allocation has no group " + r.alloc.Group})
+		r.setTask("", &api.TaskState{State: api.TaskStateDead, Failed: true, Message: "allocation has no group " + r.current().Group})
 		return
 	}
 	for _, t := range g.Tasks {
@@ -101,7 +111,7 @@ func (r *allocRunner) stopTasks() {
 		return
 	}
 	for _, t := range g.Tasks {
-		id := ContainerID(r.alloc.ID, t.Name)
+		id := ContainerID(r.id, t.Name)
 		if err := r.a.eng.Stop(id, -1); err != nil && !errors.Is(err, container.ErrNotFound) {
 			r.log.Warn("stop container", "task", t.Name, "err", err)
 		}
@@ -119,13 +129,13 @@ func (r *allocRunner) destroy() {
 	r.wg.Wait()
 	if g := r.group(); g != nil {
 		for _, t := range g.Tasks {
-			id := ContainerID(r.alloc.ID, t.Name)
+			id := ContainerID(r.id, t.Name)
 			if err := r.a.eng.Remove(id, true); err != nil && !errors.Is(err, container.ErrNotFound) {
 				r.log.Warn("remove container", "task", t.Name, "err", err)
 			}
 		}
 	}
-	if err := r.a.state.deleteAlloc(r.alloc.ID); err != nil {
+	if err := r.a.state.deleteAlloc(r.id); err != nil {
 		r.log.Warn("forget allocation", "err", err)
 	}
 }
@@ -158,7 +168,7 @@ func (r *allocRunner) setTask(name string, ts *api.TaskState) {
 		r.tasks[name] = ts
 	}
 	status, desc := r.clientStatusLocked(ts)
-	up := &api.Allocation{ID: r.alloc.ID, ClientStatus: status, ClientDescription: desc, TaskStates: copyTasks(r.tasks)}
+	up := &api.Allocation{ID: r.id, ClientStatus: status, ClientDescription: desc, TaskStates: copyTasks(r.tasks)}
 	r.mu.Unlock()
 	r.persist()
 	r.a.reportAlloc(up)
@@ -166,7 +176,7 @@ func (r *allocRunner) setTask(name string, ts *api.TaskState) {
 
 // clientStatusLocked derives the allocation's status from its tasks.
 func (r *allocRunner) clientStatusLocked(last *api.TaskState) (string, string) {
-	g := r.group()
+	g := groupOf(r.alloc)
 	if g == nil {
 		return api.AllocClientFailed, last.Message
 	}
@@ -223,7 +233,7 @@ func (r *allocRunner) persist() {
 // restart policy says. A container that already exists (an agent restart)
 // is re-attached, not recreated.
 func (r *allocRunner) runTask(t *api.Task) {
-	id := ContainerID(r.alloc.ID, t.Name)
+	id := ContainerID(r.id, t.Name)
 	log := r.log.With("task", t.Name, "container", id[:12])
 	ts := r.taskState(t.Name)
 	if ts.State == api.TaskStateDead {
@@ -255,7 +265,7 @@ func (r *allocRunner) runTask(t *api.Task) {
 			if errors.Is(err, container.ErrExists) {
 				// An older container of the same job still holds the name
 				// on this node (a replaced allocation): disambiguate.
-				req.Name += "." + r.alloc.ID[:8]
+				req.Name += "." + r.id[:8]
 				_, err = r.a.eng.Create(r.ctx, req)
 			}
 			if err != nil {
@@ -366,9 +376,10 @@ func (r *allocRunner) shouldRestart(p api.RestartPolicy, failed bool, now time.T
 }
 
 func (r *allocRunner) taskRequest(id string, t *api.Task) *engineTaskRequest {
-	name := r.alloc.JobID
-	if g := r.group(); g == nil || len(g.Tasks) > 1 || r.alloc.Job == nil || len(r.alloc.Job.Groups) > 1 || g.Count > 1 {
-		name = fmt.Sprintf("%s.%s.%d.%s", r.alloc.JobID, r.alloc.Group, r.alloc.Index, t.Name)
+	alloc := r.current()
+	name := alloc.JobID
+	if g := groupOf(alloc); g == nil || len(g.Tasks) > 1 || len(alloc.Job.Groups) > 1 || g.Count > 1 {
+		name = fmt.Sprintf("%s.%s.%d.%s", alloc.JobID, alloc.Group, alloc.Index, t.Name)
 	}
-	return &engineTaskRequest{ID: id, Name: name, AllocID: r.alloc.ID, Task: t, Ports: r.alloc.Ports}
+	return &engineTaskRequest{ID: id, Name: name, AllocID: r.id, Task: t, Ports: alloc.Ports}
 }
