@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -50,23 +51,38 @@ type planResult struct {
 }
 
 // planApplier is the single goroutine through which every plan reaches
-// Raft (one writer, so verification and commit never interleave). For
-// each plan it takes the newest state, re-verifies every node that would
-// receive allocations with placement.Fits (counting allocations placed by
-// earlier plans, minus those this plan stops or preempts), and commits
-// the part that fits in one PlanApplyRequest. This is what keeps nodes
-// from being overcommitted when several workers plan from stale
-// snapshots.
+// Raft, so verification never interleaves. For each plan it takes the
+// newest state, re-verifies every node that would receive allocations
+// with placement.Fits (counting allocations placed by earlier plans, minus
+// those this plan stops or preempts), and commits the part that fits in
+// one PlanApplyRequest. This is what keeps nodes from being overcommitted
+// when several workers plan from stale snapshots.
+//
+// Commits are pipelined: while earlier plans are still being written to
+// Raft, the next plan is verified against the newest state plus their
+// placements (but not their stops: capacity counts as freed only once a
+// stop is committed, so a failed commit can only make later checks
+// stricter). Raft then writes several plans in one disk sync.
 type planApplier struct {
 	state   func() planState
 	commit  func(*consensus.PlanApplyRequest) (uint64, error)
 	log     *slog.Logger
 	reqs    chan *planRequest
 	observe func(placed, refused int, took time.Duration) // metrics hook; may be nil
+
+	mu       sync.Mutex                   // orders snapshots against in-flight removal
+	inflight map[uint64][]*api.Allocation // commit seq → placements being committed
+	seq      uint64
+	slots    chan struct{} // bounds concurrent commits
+	wg       sync.WaitGroup
 }
 
+// maxInflightPlans bounds the plans being committed at once.
+const maxInflightPlans = 32
+
 func newPlanApplier(state func() planState, commit func(*consensus.PlanApplyRequest) (uint64, error), log *slog.Logger) *planApplier {
-	return &planApplier{state: state, commit: commit, log: log, reqs: make(chan *planRequest)}
+	return &planApplier{state: state, commit: commit, log: log, reqs: make(chan *planRequest),
+		inflight: map[uint64][]*api.Allocation{}, slots: make(chan struct{}, maxInflightPlans)}
 }
 
 // Submit hands a plan to the applier and waits for the verdict. It may be
@@ -86,48 +102,126 @@ func (a *planApplier) Submit(ctx context.Context, plan *placement.Plan, evals []
 	}
 }
 
-// Run applies plans until ctx ends. Exactly one Run may be active.
+// Run applies plans until ctx ends, then waits for commits in flight.
+// Exactly one Run may be active.
 func (a *planApplier) Run(ctx context.Context) {
+	defer a.wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case r := <-a.reqs:
-			r.reply <- a.apply(r)
+			a.apply(ctx, r)
 		}
 	}
 }
 
-func (a *planApplier) apply(r *planRequest) planResult {
-	start := time.Now()
+// view returns the newest state with the placements of in-flight commits
+// laid over it. Taking the snapshot and reading the overlay under one lock
+// guarantees that a commit is visible in one or the other (or both, which
+// only double-counts).
+func (a *planApplier) view() planState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	st := a.state()
-	allocs, refused := verifyPlan(st, r.plan)
+	if len(a.inflight) == 0 {
+		return st
+	}
+	extra := map[string][]*api.Allocation{}
+	for _, allocs := range a.inflight {
+		for _, al := range allocs {
+			extra[al.NodeID] = append(extra[al.NodeID], al)
+		}
+	}
+	return &inflightView{base: st, extra: extra}
+}
+
+func (a *planApplier) apply(ctx context.Context, r *planRequest) {
+	start := time.Now()
+	allocs, refused := verifyPlan(a.view(), r.plan)
 	req := &consensus.PlanApplyRequest{Allocs: allocs, EvalID: r.plan.EvalID, Job: r.plan.Job}
 	if len(refused) == 0 {
 		req.Evals = r.evals
 	}
-	res := planResult{Refused: refused}
+	var placing []*api.Allocation
 	for _, al := range allocs {
 		if al.DesiredStatus == api.AllocDesiredRun {
-			res.Placed++
+			placing = append(placing, al)
 		}
 	}
-	if len(req.Allocs) > 0 || len(req.Evals) > 0 {
-		idx, err := a.commit(req)
-		if err != nil {
-			res.Err = fmt.Errorf("commit plan of eval %s: %w", r.plan.EvalID, err)
-			res.Placed = 0
-			return res
-		}
-		res.Index = idx
-	}
-	if a.observe != nil {
-		a.observe(res.Placed, len(refused), time.Since(start))
-	}
+	res := planResult{Refused: refused, Placed: len(placing)}
 	for node, why := range refused {
 		a.log.Info("plan refused for node", "eval", r.plan.EvalID, "node", node, "reason", why)
 	}
-	return res
+	if len(req.Allocs) == 0 && len(req.Evals) == 0 {
+		a.done(r, res, start)
+		return
+	}
+	select {
+	case a.slots <- struct{}{}:
+	case <-ctx.Done():
+		r.reply <- planResult{Err: errApplierStopped}
+		return
+	}
+	a.mu.Lock()
+	a.seq++
+	seq := a.seq
+	a.inflight[seq] = placing
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		idx, err := a.commit(req)
+		// The FSM has applied the entry (or it failed): from now on the
+		// newest snapshot shows it, so it leaves the overlay.
+		a.mu.Lock()
+		delete(a.inflight, seq)
+		a.mu.Unlock()
+		<-a.slots
+		if err != nil {
+			r.reply <- planResult{Err: fmt.Errorf("commit plan of eval %s: %w", r.plan.EvalID, err)}
+			return
+		}
+		res.Index = idx
+		a.done(r, res, start)
+	}()
+}
+
+func (a *planApplier) done(r *planRequest, res planResult, start time.Time) {
+	if a.observe != nil {
+		a.observe(res.Placed, len(res.Refused), time.Since(start))
+	}
+	r.reply <- res
+}
+
+// inflightView is the newest state plus the placements of plans still
+// being committed.
+type inflightView struct {
+	base  planState
+	extra map[string][]*api.Allocation
+}
+
+func (v *inflightView) NodeByID(ws memdb.WatchSet, id string) (*api.Node, error) {
+	return v.base.NodeByID(ws, id)
+}
+
+func (v *inflightView) AllocsByNode(nodeID string) []*api.Allocation {
+	base := v.base.AllocsByNode(nodeID)
+	extra := v.extra[nodeID]
+	if len(extra) == 0 {
+		return base
+	}
+	replaced := make(map[string]bool, len(extra))
+	for _, e := range extra {
+		replaced[e.ID] = true
+	}
+	out := make([]*api.Allocation, 0, len(base)+len(extra))
+	for _, b := range base {
+		if !replaced[b.ID] {
+			out = append(out, b)
+		}
+	}
+	return append(out, extra...)
 }
 
 // verifyPlan checks each node of plan against st and returns the

@@ -224,3 +224,48 @@ func TestPlanApplierRaceForLastCapacity(t *testing.T) {
 		t.Fatalf("node overcommitted: %d millicores of 1000", cpu)
 	}
 }
+
+// A plan verified while an earlier one is still being committed counts
+// the earlier one's placements: the node is not overcommitted even though
+// the snapshot does not show them yet.
+func TestPlanApplierCountsInflightCommits(t *testing.T) {
+	f := &fakePlanState{nodes: map[string]*api.Node{"n1": testNode("n1", 1000, 1024)}, allocs: map[string]*api.Allocation{}}
+	release := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	commit := func(req *consensus.PlanApplyRequest) (uint64, error) {
+		entered <- struct{}{}
+		<-release
+		return f.commit(req)
+	}
+	a := newPlanApplier(func() planState { return f }, commit, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+
+	first := make(chan planResult, 1)
+	go func() {
+		first <- a.Submit(ctx, &placement.Plan{EvalID: "x", NodeAllocation: map[string][]*api.Allocation{"n1": {testAlloc("x", "n1", 700, 100)}}}, nil)
+	}()
+	<-entered // x is being committed, not yet in the state
+	second := a.Submit(ctx, &placement.Plan{EvalID: "y", NodeAllocation: map[string][]*api.Allocation{"n1": {testAlloc("y", "n1", 700, 100)}}}, nil)
+	if second.Refused["n1"] == "" {
+		t.Fatalf("second plan accepted while the first was in flight: %+v", second)
+	}
+	// A small one still fits next to the in-flight one, and commits in
+	// parallel with it.
+	third := make(chan planResult, 1)
+	go func() {
+		third <- a.Submit(ctx, &placement.Plan{EvalID: "z", NodeAllocation: map[string][]*api.Allocation{"n1": {testAlloc("z", "n1", 300, 100)}}}, nil)
+	}()
+	<-entered
+	close(release)
+	if r := <-first; r.Placed != 1 || r.Err != nil {
+		t.Fatalf("first: %+v", r)
+	}
+	if r := <-third; r.Placed != 1 || r.Err != nil {
+		t.Fatalf("third: %+v", r)
+	}
+	if len(f.allocs) != 2 {
+		t.Fatalf("stored %d allocs, want 2", len(f.allocs))
+	}
+}

@@ -106,7 +106,7 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation) error {
 		if res.Err != nil {
 			return res.Err
 		}
-		s.metrics.placements.Add(float64(res.Placed))
+		s.metrics.addPlacements(res.Placed)
 		if len(res.Refused) == 0 {
 			s.afterEval(update, snapIndex)
 			s.metrics.evals.WithLabelValues(update.Status).Inc()

@@ -1,0 +1,95 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/api"
+)
+
+// BenchmarkPlacement measures the whole server pipeline on one server with
+// Raft on disk: HTTP job register → Raft → broker → workers → plan applier
+// → Raft. Each op submits one job of 10 copies; it reports placements per
+// second once every copy is committed.
+//
+//	go test -run x -bench Placement -benchtime 200x ./scheduler/
+func BenchmarkPlacement(b *testing.B) {
+	for _, nodes := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
+			cfg := Config{NodeName: "bench", DataDir: b.TempDir(), BindAddr: "127.0.0.1", BootstrapExpect: 1,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HeartbeatTTL: time.Hour}
+			s, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Shutdown()
+			for !s.IsLeader() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			c, _ := api.NewClient("http://" + s.HTTPAddr())
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 16)
+			for i := 0; i < nodes; i++ {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func(i int) {
+					defer wg.Done()
+					defer func() { <-sem }()
+					n := simNode(fmt.Sprintf("node-%05d", i), 32000, 128<<10)
+					if _, err := c.Nodes().Register(n); err != nil {
+						b.Error(err)
+					}
+				}(i)
+			}
+			wg.Wait()
+			const perJob = 10
+			want := s.metrics.placed.Load() + uint64(b.N*perJob)
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func(i int) {
+					defer wg.Done()
+					defer func() { <-sem }()
+					if _, err := c.Jobs().Register(simpleJob(fmt.Sprintf("job-%d", i), perJob, 100, 64)); err != nil {
+						b.Error(err)
+					}
+				}(i)
+			}
+			wg.Wait()
+			for s.metrics.placed.Load() < want {
+				time.Sleep(time.Millisecond)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*perJob)/el.Seconds(), "placements/s")
+			checkNoOvercommitB(b, s)
+		})
+	}
+}
+
+func checkNoOvercommitB(b *testing.B, s *Server) {
+	st := s.raft.State()
+	nodes, _ := st.Nodes(nil)
+	for _, n := range nodes {
+		allocs, _ := st.AllocsByNode(nil, n.ID)
+		cpu := 0
+		for _, a := range allocs {
+			if !a.Terminal() {
+				cpu += a.Resources.CPU
+			}
+		}
+		if cpu > n.Resources.CPU {
+			b.Fatalf("node %s overcommitted", n.ID)
+		}
+	}
+}
