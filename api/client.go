@@ -161,6 +161,9 @@ func (c *Client) Do(method, path string, query url.Values, body, out any) (*Quer
 		return meta, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		if err == io.EOF {
+			return meta, nil // an empty 2xx answer leaves out as it was
+		}
 		return meta, fmt.Errorf("api: decode answer of %s %s from %s: %w", method, path, c.addr, err)
 	}
 	return meta, nil

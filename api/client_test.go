@@ -148,6 +148,7 @@ func TestClientRoutes(t *testing.T) {
 		"DELETE /v1/operator/raft/peers": {body: WriteResponse{Index: 16}},
 		"GET /v1/members":                {body: []Member{{Name: "s1", Role: "server"}}},
 		"GET /v1/agent/health":           {body: Health{OK: true, Role: "server"}},
+		"DELETE /v1/jobs/empty":          {code: 204, raw: " "},
 	})
 
 	t.Run("register", func(t *testing.T) {
@@ -193,6 +194,12 @@ func TestClientRoutes(t *testing.T) {
 		}
 		if q := r.last(t).Query; q != "purge=true" {
 			t.Fatalf("query = %q", q)
+		}
+	})
+	t.Run("empty answer", func(t *testing.T) {
+		resp, err := c.Jobs().Deregister("empty", false)
+		if err != nil || resp.Index != 0 {
+			t.Fatalf("Deregister with an empty answer = %+v, %v", resp, err)
 		}
 	})
 	t.Run("nodes", func(t *testing.T) {
