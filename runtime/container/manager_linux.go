@@ -203,9 +203,12 @@ func (m *Manager) Start(id string) error {
 	if err != nil {
 		return m.shimFailed(dir, "the shim exited before starting init")
 	}
+	if strings.HasPrefix(line, "err ") {
+		return parseStartError(strings.TrimSpace(strings.TrimPrefix(line, "err ")))
+	}
 	pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "pid "))
 	if err != nil {
-		return fmt.Errorf("container: shim said %q", line)
+		return fmt.Errorf("container: the shim said %q", line)
 	}
 	if cg != nil {
 		if err := cg.Add(pid); err != nil {
