@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/internal/jobspec"
 	"github.com/berth-dev/berth/internal/simnode"
 )
 
@@ -271,4 +272,91 @@ func TestCLIAgainstSimulatedNodes(t *testing.T) {
 	if res.Code == 0 || !strings.Contains(res.Stderr, `unknown field "cuont" in groups[0]`) {
 		t.Fatalf("typo in spec: exit %d: %s", res.Code, res.Stderr)
 	}
+}
+
+func TestJobUpdateAndSystemJobs(t *testing.T) {
+	c := StartCluster(t, 1, ClusterOptions{})
+	s := c.Servers[0]
+	cl := s.Client(40 * time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fleet, err := simnode.Start(ctx, simnode.Config{Client: cl, Count: 2, Ack: true, Resources: smallNodes, NamePrefix: "first-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Stop()
+
+	// A changed task replaces the allocations: new ones run, old ones stop.
+	file := jobFile(t, "upd", 2, 500, 256)
+	if res := c.CLI(s, "job", "run", file); res.Code != 0 {
+		t.Fatalf("job run: exit %d: %s", res.Code, res.Stderr)
+	}
+	first, err := liveAllocs(cl, "upd")
+	if err != nil || len(first) != 2 {
+		t.Fatalf("first version: %d allocations, %v", len(first), err)
+	}
+	job, err := jobspec.ParseFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Groups[0].Tasks[0].Image = "busybox:1.36"
+	if _, err := cl.Jobs().Register(job); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "allocations replaced by the new version", func() error {
+		live, err := liveAllocs(cl, "upd")
+		if err != nil {
+			return err
+		}
+		if len(live) != 2 {
+			return fmt.Errorf("%d live allocations", len(live))
+		}
+		for id, a := range live {
+			if first[id] != nil {
+				return fmt.Errorf("old allocation %s still wanted", id)
+			}
+			if a.Job == nil || a.Job.Groups[0].Tasks[0].Image != "busybox:1.36" {
+				return fmt.Errorf("allocation %s does not run the new image", id)
+			}
+		}
+		return nil
+	})
+	j, _, err := cl.Jobs().Info("upd", nil)
+	if err != nil || j.Version < 1 {
+		t.Fatalf("job version after update = %v, %v", j, err)
+	}
+
+	// A system job runs once per node, on nodes that join later too.
+	sys := testJob("per-node", 0)
+	sys.Type = api.JobTypeSystem
+	sys.Groups[0].Tasks[0].Resources = api.Resources{CPU: 100, MemoryMB: 32}
+	if _, err := cl.Jobs().Register(sys); err != nil {
+		t.Fatal(err)
+	}
+	perNode := func(want int) func() error {
+		return func() error {
+			live, err := liveAllocs(cl, "per-node")
+			if err != nil {
+				return err
+			}
+			nodes := map[string]bool{}
+			for _, a := range live {
+				if nodes[a.NodeID] {
+					return fmt.Errorf("two allocations on node %s", a.NodeName)
+				}
+				nodes[a.NodeID] = true
+			}
+			if len(nodes) != want {
+				return fmt.Errorf("system job on %d nodes, want %d", len(nodes), want)
+			}
+			return nil
+		}
+	}
+	Eventually(t, 10*time.Second, "system job on both nodes", perNode(2))
+	late, err := simnode.Start(ctx, simnode.Config{Client: cl, Count: 1, Ack: true, Resources: smallNodes, NamePrefix: "late-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Stop()
+	Eventually(t, 10*time.Second, "system job on the node that joined later", perNode(3))
 }
