@@ -147,6 +147,15 @@ func TestExec(t *testing.T) {
 		t.Errorf("descriptors in exec %q, want 0 1 2 3", got)
 	}
 
+	// berth's own ignored signals and mask must not reach the command.
+	out.Reset()
+	if _, err := m.Exec(ctx, s.ID, &Process{Args: []string{"grep", "-E", "SigIgn|SigBlk", "/proc/self/status"}}, nil, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n" {
+		t.Errorf("exec'd process starts with %q", got)
+	}
+
 	code, err = m.Exec(ctx, s.ID, &Process{Args: []string{"sh", "-c", "id -u; cat; exit 5"}, User: "app"}, strings.NewReader("from stdin\n"), &out, &errOut)
 	if err != nil || code != 5 {
 		t.Errorf("exec exit: %d %v, want 5", code, err)

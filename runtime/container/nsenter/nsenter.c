@@ -58,6 +58,14 @@ void berth_nsenter(int argc, char **argv) {
 		berth_fail("fork", "");
 	if (child == 0) {
 		close(4);
+		/* An ignored signal would stay ignored through the Go runtime
+		   and the exec of the command; start from the defaults. */
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		return; /* into the Go runtime, inside the container */
 	}
 	berth_child = child;

@@ -7,6 +7,7 @@
 #include <linux/capability.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -578,6 +579,14 @@ static void run_plan(void) {
 	umask(022);
 	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		fail(127, "close inherited descriptors: %s", strerror(errno));
+	/* Ignored signals and the signal mask survive exec: start the
+	   command with neither, whatever berth inherited. */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	set_creds(caps);
 	if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail(127, "set no_new_privs: %s", strerror(errno));
