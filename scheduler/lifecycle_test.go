@@ -194,6 +194,11 @@ func TestShutdownIsClean(t *testing.T) {
 	cfg := testConfig(t, "solo")
 	s := startServer(t, cfg)
 	waitUntil(t, 10*time.Second, "leader", s.IsLeader)
+	c := client(t, s)
+	ack, err := c.Jobs().Register(simpleJob("kept", 1, 100, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown() }()
 	select {
@@ -208,9 +213,61 @@ func TestShutdownIsClean(t *testing.T) {
 	cfg.Logger = testLogger(t)
 	s2 := startServer(t, cfg)
 	waitUntil(t, 10*time.Second, "leader after restart", s2.IsLeader)
+	job, _, err := client(t, s2).Jobs().Info("kept", nil)
+	if err != nil || job.JobModifyIndex != ack.JobModifyIndex {
+		t.Fatalf("acknowledged job after restart: %+v, %v", job, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := Run(ctx, Config{}); err == nil {
 		t.Fatal("Run without a data dir succeeded")
+	}
+}
+
+// A system job runs one copy on every eligible node, including nodes that
+// register later.
+func TestSystemJobFollowsNodes(t *testing.T) {
+	_, c := startLeader(t, nil)
+	registerNodes(t, c, simNode("n1", 4000, 8192))
+	heartbeat(t, c, 200*time.Millisecond, "n1", "n2")
+	job := simpleJob("sys", 0, 100, 64)
+	job.Type = api.JobTypeSystem
+	if _, err := c.Jobs().Register(job); err != nil {
+		t.Fatal(err)
+	}
+	waitLive(t, c, "sys", 1)
+	registerNodes(t, c, simNode("n2", 4000, 8192))
+	live := waitLive(t, c, "sys", 2)
+	if live[0].NodeID == live[1].NodeID {
+		t.Fatalf("both copies on %s", live[0].NodeID)
+	}
+}
+
+// A batch job whose allocations all finished reads dead.
+func TestBatchJobStatus(t *testing.T) {
+	_, c := startLeader(t, nil)
+	registerNodes(t, c, simNode("n1", 4000, 8192))
+	heartbeat(t, c, 200*time.Millisecond, "n1")
+	job := simpleJob("once", 2, 100, 64)
+	job.Type = api.JobTypeBatch
+	if _, err := c.Jobs().Register(job); err != nil {
+		t.Fatal(err)
+	}
+	var upd []*api.Allocation
+	for _, a := range waitLive(t, c, "once", 2) {
+		upd = append(upd, &api.Allocation{ID: a.ID, ClientStatus: api.AllocClientComplete,
+			TaskStates: map[string]*api.TaskState{"t": {State: api.TaskStateDead, ExitCode: 0}}})
+	}
+	if _, err := c.Allocations().UpdateStatus(upd); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "batch job dead", func() bool {
+		j, _, err := c.Jobs().Info("once", nil)
+		return err == nil && j.Status == api.JobStatusDead
+	})
+	// Completed batch copies are not replaced.
+	time.Sleep(300 * time.Millisecond)
+	if n := len(liveAllocs(jobAllocs(t, c, "once"))); n != 0 {
+		t.Fatalf("%d batch allocations placed again after completing", n)
 	}
 }
