@@ -39,6 +39,10 @@ func TestSpecOptions(t *testing.T) {
 		{"extra device", "ls -l /dev/mynull | cut -c1; echo x > /dev/mynull && echo written", func(s *Spec) {
 			s.Devices = []Device{{Path: "/dev/mynull", Type: 'c', Major: 1, Minor: 3}}
 		}, "c\nwritten"},
+		{"extra device outside docker's allowlist", ": < /dev/loop-control && echo opened", func(s *Spec) {
+			s.Devices = []Device{{Path: "/dev/loop-control", Type: 'c', Major: 10, Minor: 237, FileMode: 0o600}}
+		}, "opened"},
+		{"device cgroup denies what is not listed", "mknod /dev/lc c 10 237 && (: < /dev/lc) 2>/dev/null && echo opened || echo denied", nil, "denied"},
 		{"network none has only lo, up", "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/flags", nil, "lo 0x9"},
 		{"host network", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "host" }, strings.Join(hostIfs, " ")},
 		{"network namespace path", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "/run/netns/" + nsName }, "berthv0 berthv1 lo"},

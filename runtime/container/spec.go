@@ -86,7 +86,8 @@ type Spec struct {
 	// Network is "none" (a new network namespace with only lo up), "host",
 	// or the path of a network namespace to join (/var/run/netns/NAME).
 	Network string
-	// Devices are extra device nodes created in the container's /dev.
+	// Devices are extra device nodes created in the container's /dev;
+	// Create adds a rule allowing each to the device cgroup.
 	Devices []Device
 
 	LogMaxSize  int64 // bytes per log file; default 10 MiB
@@ -282,6 +283,15 @@ func (s *Spec) Validate() error {
 	for _, d := range s.Devices {
 		if !strings.HasPrefix(d.Path, "/dev/") || strings.Contains(d.Path, "..") || (d.Type != 'c' && d.Type != 'b') {
 			return fmt.Errorf("%w: device %q must be a 'c' or 'b' node under /dev", ErrInvalidSpec, d.Path)
+		}
+	}
+	if len(s.Devices) > 0 {
+		// A device node is of no use if the device cgroup denies it.
+		if s.Resources.Devices == nil {
+			s.Resources.Devices = cgroups.DefaultDevices()
+		}
+		for _, d := range s.Devices {
+			s.Resources.Devices = append(s.Resources.Devices, cgroups.DeviceRule{Allow: true, Type: d.Type, Major: d.Major, Minor: d.Minor, Access: "rwm"})
 		}
 	}
 	if s.LogMaxSize <= 0 {
