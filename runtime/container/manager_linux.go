@@ -160,8 +160,9 @@ func (m *Manager) Start(id string) error {
 		os.Remove(filepath.Join(dir, planFile)) // let a corrected retry start
 		return fmt.Errorf("container: write the init plan of %s: %w", c.ID, err)
 	}
-	// fd 3 of the shim reports to us; fd 4 lets it go on once init is in
-	// the cgroup.
+	// fd 3 of the shim reports to us; the read end of the go pipe (its
+	// fd 4) is handed on to init, which execs the command only after our
+	// byte says it is in the cgroup.
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("container: pipe: %w", err)
@@ -188,7 +189,7 @@ func (m *Manager) Start(id string) error {
 	var cg cgroups.Cgroup
 	if m.cg != nil {
 		if cg, err = m.cg.Create(c.ID, &c.Spec.Resources); err != nil {
-			goW.Close() // the shim kills init and records the failure
+			goW.Close() // init gives up; the shim records the failure
 			repR.Close()
 			cmd.Wait()
 			return fmt.Errorf("container: cgroup for %s: %w", c.ID, err)
