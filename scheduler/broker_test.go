@@ -200,6 +200,16 @@ func TestHeartbeatTracker(t *testing.T) {
 			}
 		})
 	}
+	h.Reset("e", t0)
+	h.Expedite("e", t0.Add(500*time.Millisecond)) // gossip says its agent failed
+	if got := h.Expired(t0.Add(600 * time.Millisecond)); len(got) != 1 || got[0] != "e" {
+		t.Fatalf("expedited node not expired: %v", got)
+	}
+	h.Reset("f", t0)
+	h.Expedite("f", t0.Add(time.Hour)) // never postpones
+	if got := h.Expired(t0.Add(2001 * time.Millisecond)); len(got) != 1 || got[0] != "f" {
+		t.Fatalf("expedite postponed the deadline: %v", got)
+	}
 	h.Reset("d", t0)
 	h.Reset("d", t0.Add(10*time.Second)) // heartbeat pushes the deadline
 	if got := h.Expired(t0.Add(11 * time.Second)); len(got) != 0 {

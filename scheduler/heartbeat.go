@@ -34,6 +34,17 @@ func (h *heartbeatTracker) ResetWithGrace(nodeID string, now time.Time, grace ti
 	h.mu.Unlock()
 }
 
+// Expedite moves node's deadline forward to at (if that is sooner), for a
+// node whose agent the gossip pool declared failed: the node goes down at
+// at unless a heartbeat arrives first (an agent that is only restarting).
+func (h *heartbeatTracker) Expedite(nodeID string, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if d, ok := h.deadlines[nodeID]; !ok || at.Before(d) {
+		h.deadlines[nodeID] = at
+	}
+}
+
 // Remove stops tracking node (it is down, deregistered, or we lost
 // leadership).
 func (h *heartbeatTracker) Remove(nodeID string) {

@@ -16,8 +16,13 @@ import (
 	"github.com/berth-dev/berth/internal/gossip"
 )
 
-// applyTimeout bounds how long a write waits to enter the Raft pipeline.
-const applyTimeout = 10 * time.Second
+const (
+	// applyTimeout bounds how long a write waits to enter the Raft pipeline.
+	applyTimeout = 10 * time.Second
+	// agentFailGrace is how long a node whose agent failed in gossip has
+	// to heartbeat before it is marked down (well under the TTL).
+	agentFailGrace = 500 * time.Millisecond
+)
 
 // monitorLeadership starts the leader loops when this server gains
 // leadership and stops them when it loses it. Raft's LeaderCh may coalesce
@@ -319,8 +324,11 @@ func (s *Server) watchMembers() {
 				s.reconcileServers()
 			case ev.Meta.Role == gossip.RoleAgent && ev.Type == gossip.EventLeave &&
 				ev.Member.Status == gossip.StatusFailed && ev.Meta.NodeID != "":
-				if err := s.markNodeDown(ev.Meta.NodeID, "agent failed in gossip"); err != nil {
-					s.log.Warn("could not mark node down after gossip failure", "node", ev.Meta.NodeID, "err", err)
+				// Down after a short grace unless it heartbeats: a
+				// restarting agent keeps its allocations.
+				if n, _ := s.raft.State().NodeByID(nil, ev.Meta.NodeID); n != nil && n.Status != api.NodeStatusDown {
+					s.hb.Expedite(ev.Meta.NodeID, time.Now().Add(agentFailGrace))
+					s.log.Info("agent failed in gossip; node goes down unless it heartbeats", "node", ev.Meta.NodeID, "grace", agentFailGrace)
 				}
 			}
 		case <-t.C:
