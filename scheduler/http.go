@@ -774,6 +774,13 @@ func (s *Server) nodeRegister(c echo.Context) error {
 	if n.Datacenter == "" {
 		n.Datacenter = s.cfg.Datacenter
 	}
+	if other, err := st.NodeByID(nil, n.ID); err != nil {
+		return err
+	} else if other != nil {
+		// Eligibility and drain belong to the operator once a node
+		// exists; a re-registering agent keeps them.
+		n.Eligibility = ""
+	}
 	n.Status = api.NodeStatusReady
 	n.StatusUpdatedAt = time.Now().UnixNano()
 	n.Drain, n.CreateIndex, n.ModifyIndex = false, 0, 0

@@ -154,11 +154,19 @@ func (s *Server) heartbeatTTL(n int) time.Duration {
 	return ttl
 }
 
+// nodeCount is the number of registered nodes, recounted at most once a
+// second: heartbeats ask for it, and counting walks the whole table.
 func (s *Server) nodeCount() int {
+	now := time.Now().UnixNano()
+	if last := s.nodeCountAt.Load(); now-last < int64(time.Second) && last != 0 {
+		return int(s.nodeCountVal.Load())
+	}
 	nodes, err := s.raft.State().Nodes(nil)
 	if err != nil {
-		return 0
+		return int(s.nodeCountVal.Load())
 	}
+	s.nodeCountVal.Store(int64(len(nodes)))
+	s.nodeCountAt.Store(now)
 	return len(nodes)
 }
 

@@ -100,6 +100,14 @@ func TestDrainMovesAllocs(t *testing.T) {
 	if _, err := c.Nodes().Eligibility("n2", false); err != nil {
 		t.Fatal(err)
 	}
+	// An agent re-registering (say, after a restart) does not undo the
+	// operator's choice.
+	again := simNode("n2", 4000, 8192)
+	again.Eligibility = api.NodeEligible
+	registerNodes(t, c, again)
+	if n, _, _ := c.Nodes().Info("n2", nil); n.Eligibility != api.NodeIneligible {
+		t.Fatalf("re-registration made n2 %s", n.Eligibility)
+	}
 	if _, err := c.Jobs().Register(simpleJob("other", 2, 100, 64)); err != nil {
 		t.Fatal(err)
 	}

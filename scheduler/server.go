@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -47,6 +48,9 @@ type Server struct {
 	leading      bool
 	leaderCancel context.CancelFunc
 	leaderWG     sync.WaitGroup
+
+	nodeCountVal atomic.Int64 // cached by nodeCount
+	nodeCountAt  atomic.Int64 // unix nanos of the last count
 
 	bootstrapped bool // bootstrap-expect done (or not needed); leadership loop only
 	started      bool
