@@ -114,6 +114,10 @@ func New(cfg Config) (*Agent, error) {
 		Status: api.NodeStatusReady, Eligibility: api.NodeEligible,
 		Attributes: attrs, Labels: cfg.Labels, Resources: res,
 	}
+	if gpus := a.gpuFingerprint(); len(gpus) > 0 {
+		a.node.Resources.GPUs = gpus
+		attrs["gpu.count"] = strconv.Itoa(len(gpus))
+	}
 	return a, nil
 }
 

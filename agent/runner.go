@@ -381,5 +381,5 @@ func (r *allocRunner) taskRequest(id string, t *api.Task) *engineTaskRequest {
 	if g := groupOf(alloc); g == nil || len(g.Tasks) > 1 || len(alloc.Job.Groups) > 1 || g.Count > 1 {
 		name = fmt.Sprintf("%s.%s.%d.%s", alloc.JobID, alloc.Group, alloc.Index, t.Name)
 	}
-	return &engineTaskRequest{ID: id, Name: name, AllocID: r.id, Task: t, Ports: alloc.Ports}
+	return &engineTaskRequest{ID: id, Name: name, AllocID: r.id, Task: t, Ports: alloc.Ports, GPUs: alloc.GPUs}
 }

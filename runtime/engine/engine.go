@@ -77,6 +77,7 @@ type TaskRequest struct {
 	AllocID  string
 	Task     *api.Task
 	Ports    []api.AllocPort
+	GPUs     []string // device UUIDs assigned to the allocation
 	Hostname string
 }
 
@@ -100,11 +101,8 @@ type meta struct {
 // Create makes (but does not start) the container for a task.
 func (e *Engine) Create(ctx context.Context, req *TaskRequest) (*api.ContainerInfo, error) {
 	t := req.Task
-	img, err := e.Images.Get(t.Image)
+	img, err := e.resolveImage(ctx, t.Image)
 	if err != nil {
-		if errors.Is(err, image.ErrNotFound) {
-			return nil, fmt.Errorf("%w: %s: import it with 'berth image import' or load it with 'berth image load'", ErrImageNotFound, t.Image)
-		}
 		return nil, err
 	}
 	layers, err := e.Images.LayerDirs(img)
@@ -114,10 +112,6 @@ func (e *Engine) Create(ctx context.Context, req *TaskRequest) (*api.ContainerIn
 	args := container.CombineArgs(img.Config.Entrypoint, img.Config.Cmd, t.Entrypoint, t.Command, t.Entrypoint != nil)
 	if len(args) == 0 {
 		return nil, ErrNoCommand
-	}
-	network, err := networkMode(t.Network)
-	if err != nil {
-		return nil, err
 	}
 	m := &meta{
 		ID: req.ID, Name: req.Name, Image: t.Image, ImageID: img.ID, Command: args,
@@ -157,31 +151,27 @@ func (e *Engine) Create(ctx context.Context, req *TaskRequest) (*api.ContainerIn
 		CapDrop:     t.CapDrop,
 		StopSignal:  stopSignal,
 		StopTimeout: stopTimeout,
-		Network:     network,
+	}
+	if err := e.applyGPUs(req.GPUs, spec); err != nil {
+		e.releaseMounts(m)
+		return nil, err
+	}
+	if err := e.setupNetwork(ctx, req, spec); err != nil {
+		e.releaseMounts(m)
+		return nil, err
 	}
 	if _, err := e.Containers.Create(spec); err != nil {
+		_ = e.teardownNetwork(req.ID)
 		e.releaseMounts(m)
 		return nil, err
 	}
 	if err := e.writeMeta(m); err != nil {
 		_ = e.Containers.Remove(req.ID, true)
+		_ = e.teardownNetwork(req.ID)
 		e.releaseMounts(m)
 		return nil, err
 	}
 	return e.Info(req.ID)
-}
-
-// networkMode maps a task's network to what the runtime offers today:
-// "none" (an empty namespace with lo) and "host". The default bridge mode
-// becomes "none" until the bridge network exists.
-func networkMode(n string) (string, error) {
-	switch n {
-	case "", "bridge", "none":
-		return "none", nil
-	case "host":
-		return "host", nil
-	}
-	return "", fmt.Errorf("%w %q: use none or host", ErrBadNetwork, n)
 }
 
 // acquireMounts resolves -v specs: named volumes are acquired for the
@@ -339,6 +329,9 @@ func (e *Engine) Remove(id string, force bool) error {
 		return err
 	}
 	if err := e.Containers.Remove(c.ID, force); err != nil {
+		return err
+	}
+	if err := e.teardownNetwork(c.ID); err != nil {
 		return err
 	}
 	e.mu.Lock()

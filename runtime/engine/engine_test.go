@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"context"
 	"reflect"
 	"testing"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/runtime/container"
 )
 
 func TestMergeEnv(t *testing.T) {
@@ -42,7 +44,7 @@ func TestMergeEnv(t *testing.T) {
 	}
 }
 
-func TestNetworkMode(t *testing.T) {
+func TestSetupNetworkModes(t *testing.T) {
 	tests := []struct {
 		in, want string
 		bad      bool
@@ -53,17 +55,19 @@ func TestNetworkMode(t *testing.T) {
 		{in: "host", want: "host"},
 		{in: "mynet", bad: true},
 	}
+	e := &Engine{}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := networkMode(tt.in)
+			spec := &container.Spec{}
+			err := e.setupNetwork(context.Background(), &TaskRequest{ID: "x", Task: &api.Task{Network: tt.in}}, spec)
 			if tt.bad {
 				if err == nil {
-					t.Fatalf("networkMode(%q) accepted", tt.in)
+					t.Fatalf("network %q accepted", tt.in)
 				}
 				return
 			}
-			if err != nil || got != tt.want {
-				t.Fatalf("networkMode(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			if err != nil || spec.Network != tt.want {
+				t.Fatalf("network %q gave %q, %v; want %q", tt.in, spec.Network, err, tt.want)
 			}
 		})
 	}
