@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -92,4 +93,57 @@ func checkNoOvercommitB(b *testing.B, s *Server) {
 			b.Fatalf("node %s overcommitted", n.ID)
 		}
 	}
+}
+
+// BenchmarkSingleAllocLatency measures, for a count=1 job, the time from
+// the HTTP submission to the allocation being committed (seen through a
+// blocking query), one job at a time, on 1000 nodes. It reports p50/p99.
+//
+//	go test -run x -bench SingleAllocLatency -benchtime 500x ./scheduler/
+func BenchmarkSingleAllocLatency(b *testing.B) {
+	cfg := Config{NodeName: "bench", DataDir: b.TempDir(), BindAddr: "127.0.0.1", BootstrapExpect: 1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HeartbeatTTL: time.Hour}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Shutdown()
+	for !s.IsLeader() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, _ := api.NewClient("http://" + s.HTTPAddr())
+	for i := 0; i < 1000; i++ {
+		if _, err := c.Nodes().Register(simNode(fmt.Sprintf("node-%05d", i), 32000, 128<<10)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("one-%d", i)
+		start := time.Now()
+		r, err := c.Jobs().Register(simpleJob(name, 1, 100, 64))
+		if err != nil {
+			b.Fatal(err)
+		}
+		idx := r.Index
+		for {
+			allocs, meta, err := c.Jobs().Allocations(name, &api.QueryOptions{WaitIndex: idx, WaitTime: 10 * time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(allocs) == 1 {
+				break
+			}
+			idx = meta.LastIndex
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
