@@ -200,6 +200,80 @@ func TestDockerWorkflow(t *testing.T) {
 		}
 	})
 
+	t.Run("a removed container's name can be used again", func(t *testing.T) {
+		d.MustBerth(t, "run", "--name", "again", "busybox", "true")
+		d.MustBerth(t, "rm", "again")
+		r := d.MustBerth(t, "run", "--rm", "--name", "again", "busybox", "echo", "second")
+		if r.Stdout != "second\n" {
+			t.Fatalf("second run of a reused name: %s", r)
+		}
+	})
+
+	t.Run("kill, wait and logs options", func(t *testing.T) {
+		d.MustBerth(t, "run", "-d", "--name", "trapper", "busybox", "sh", "-c",
+			"trap 'echo got TERM; exit 9' TERM; echo ready; while true; do sleep 0.1; done")
+		defer d.Berth("rm", "-f", "trapper")
+		WaitFor(t, 10*time.Second, "trapper ready", func() bool {
+			return strings.Contains(d.Berth("logs", "trapper").Stdout, "ready")
+		})
+		if r := d.MustBerth(t, "kill", "-s", "TERM", "trapper"); strings.TrimSpace(r.Stdout) != "trapper" {
+			t.Fatalf("kill should print the name: %s", r)
+		}
+		if r := d.MustBerth(t, "wait", "trapper"); strings.TrimSpace(r.Stdout) != "9" {
+			t.Fatalf("wait: want 9, got %s", r)
+		}
+		r := d.MustBerth(t, "logs", "--tail", "1", "-t", "trapper")
+		fields := strings.Fields(r.Stdout)
+		if len(fields) != 3 || fields[1] != "got" {
+			t.Fatalf("logs --tail 1 -t: want one timestamped line, got %s", r)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, fields[0]); err != nil {
+			t.Fatalf("logs -t timestamp %q: %v", fields[0], err)
+		}
+		if r := d.Berth("kill", "trapper"); r.Code == 0 || !strings.Contains(r.Stderr, "not running") {
+			t.Fatalf("kill of an exited container: %s", r)
+		}
+		if r := d.Berth("rm", "nosuch"); r.Code == 0 || !strings.Contains(r.Stderr, "no such container") {
+			t.Fatalf("rm of an unknown container: %s", r)
+		}
+	})
+
+	t.Run("container verbs and running-container rm", func(t *testing.T) {
+		r := d.MustBerth(t, "container", "run", "-d", "--name", "boxed", "busybox", "sleep", "30")
+		id := strings.TrimSpace(r.Stdout)
+		if ls := d.MustBerth(t, "container", "ls"); !strings.Contains(ls.Stdout, id[:12]) {
+			t.Fatalf("container ls: %s", ls)
+		}
+		if r := d.Berth("container", "rm", "boxed"); r.Code == 0 || !strings.Contains(r.Stderr, "running") {
+			t.Fatalf("rm of a running container should be refused: %s", r)
+		}
+		d.MustBerth(t, "container", "rm", "-f", id[:6])
+		if ls := d.MustBerth(t, "ps", "-a"); strings.Contains(ls.Stdout, id[:12]) {
+			t.Fatalf("rm -f left the container: %s", ls)
+		}
+	})
+
+	t.Run("image tag, inspect and rm", func(t *testing.T) {
+		d.MustBerth(t, "image", "tag", "busybox", "mybox:1")
+		r := d.MustBerth(t, "image", "inspect", "mybox:1")
+		var ims []struct {
+			ID       string   `json:"id"`
+			RepoTags []string `json:"repo_tags"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &ims); err != nil || len(ims) != 1 || !strings.HasPrefix(ims[0].ID, "sha256:") {
+			t.Fatalf("image inspect: %v %s", err, r)
+		}
+		if r := d.MustBerth(t, "images", "-q"); !strings.Contains(r.Stdout, strings.TrimPrefix(ims[0].ID, "sha256:")[:12]) {
+			t.Fatalf("images -q: %s", r)
+		}
+		if r := d.MustBerth(t, "rmi", "mybox:1"); !strings.Contains(r.Stdout, "Untagged: mybox:1") {
+			t.Fatalf("rmi: %s", r)
+		}
+		if r := d.Berth("image", "inspect", "mybox:1"); r.Code == 0 {
+			t.Fatalf("inspect after rmi: %s", r)
+		}
+	})
+
 	t.Run("a bad image name is a clear error", func(t *testing.T) {
 		r := d.Berth("run", "--rm", "nosuchimage:1.0", "true")
 		if r.Code == 0 || !strings.Contains(r.Stderr, "nosuchimage") {

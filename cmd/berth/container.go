@@ -235,11 +235,17 @@ func agentFor(c *api.Client, x *ctr) (*api.AgentClient, error) {
 
 // waitCtrExit waits until the container exits and returns its exit code
 // (and whether the kernel's OOM killer ended it). It asks the agent and
-// falls back to watching the allocation when the agent cannot answer.
-func waitCtrExit(ctx context.Context, c *api.Client, x *ctr) (int, bool, error) {
+// falls back to watching the allocation when the agent cannot answer. With
+// settle it also waits until the server has the exit on record.
+func waitCtrExit(ctx context.Context, c *api.Client, x *ctr, settle bool) (int, bool, error) {
 	if ag, err := agentFor(c, x); err == nil {
 		res, err := ag.Wait(ctx, x.ID)
 		if err == nil {
+			// The agent reports the exit to the server a moment later;
+			// wait for it (briefly) so that ps and inspect agree at once.
+			if settle {
+				ctrFinalState(ctx, c, x, 5*time.Second)
+			}
 			return res.ExitCode, res.OOMKilled, nil
 		}
 		if ctx.Err() != nil {
@@ -655,7 +661,7 @@ func stopCtr(c *api.Client, x *ctr, timeout *time.Duration) error {
 	// inspect and ps right after see it exited.
 	defer ctrFinalState(context.Background(), c, x, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	_, _, err := waitCtrExit(ctx, c, x)
+	_, _, err := waitCtrExit(ctx, c, x, true)
 	cancel()
 	if err == nil {
 		return nil
@@ -671,7 +677,7 @@ func stopCtr(c *api.Client, x *ctr, timeout *time.Duration) error {
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, _, err := waitCtrExit(ctx, c, x); err != nil {
+	if _, _, err := waitCtrExit(ctx, c, x, true); err != nil {
 		return fmt.Errorf("stop %s: still running 30s after SIGKILL: %w", x.Name, err)
 	}
 	return nil
@@ -849,7 +855,7 @@ func newWaitCmd() *cobra.Command {
 				x, err := findCtr(all, ref)
 				if err == nil {
 					var code int
-					if code, _, err = waitCtrExit(ctx, c, x); err == nil {
+					if code, _, err = waitCtrExit(ctx, c, x, true); err == nil {
 						fmt.Fprintln(cmd.OutOrStdout(), code)
 						continue
 					}
@@ -1129,7 +1135,16 @@ func newContainerStartCmd() *cobra.Command {
 			}
 			return eachCtr(cmd, c, args, func(x *ctr) error {
 				if x.running() {
-					return nil
+					// The server may not have heard of an exit yet: ask
+					// the node.
+					ag, err := agentFor(c, x)
+					if err != nil {
+						return err
+					}
+					info, err := ag.Container(x.ID)
+					if err != nil || info.State == api.ContainerRunning {
+						return nil
+					}
 				}
 				if !x.soleTask() {
 					return fmt.Errorf("container %s is one of several of job %s; use `berth job run`", x.Name, x.Alloc.JobID)

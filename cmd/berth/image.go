@@ -469,10 +469,10 @@ func newImageRmCmd() *cobra.Command {
 						prefix = t.name() + ": "
 					}
 					for _, u := range r.Untagged {
-						fmt.Fprintf(cmd.OutOrStdout(), "%sUntagged: %s\n", prefix, u)
+						fmt.Fprintf(cmd.OutOrStdout(), "%sUntagged: %s\n", prefix, strings.TrimPrefix(u, "Untagged: "))
 					}
 					for _, d := range r.Deleted {
-						fmt.Fprintf(cmd.OutOrStdout(), "%sDeleted: %s\n", prefix, d)
+						fmt.Fprintf(cmd.OutOrStdout(), "%sDeleted: %s\n", prefix, strings.TrimPrefix(d, "Deleted: "))
 					}
 				}
 				if removed == 0 && len(errs) == 0 {

@@ -690,7 +690,7 @@ func runMain(cmd *cobra.Command, f *runFlags, args []string) error {
 		fmt.Fprintln(cmd.OutOrStdout(), x.ID)
 		return nil
 	}
-	code, err := attachRun(cmd, c, x)
+	code, err := attachRun(cmd, c, x, f.rm)
 	if f.rm {
 		if _, derr := c.Jobs().Deregister(job.ID, true); derr != nil && !api.IsNotFound(derr) {
 			fmt.Fprintf(cmd.ErrOrStderr(), "berth: remove %s: %v\n", job.Name, derr)
@@ -739,6 +739,7 @@ func checkNameFree(c *api.Client, name string) error {
 // failure or a start failure is an error that says why.
 func waitRunStart(ctx context.Context, c *api.Client, job *api.Job, resp *api.JobRegisterResponse, _ io.Writer) (*ctr, error) {
 	cc := c.WithContext(ctx)
+	var evalDone time.Time
 	if resp.EvalID != "" {
 		// The evaluation says at once when no node fits.
 		ev, err := waitEval(cc, resp.EvalID, resp.Index, time.Minute)
@@ -752,6 +753,7 @@ func waitRunStart(ctx context.Context, c *api.Client, job *api.Job, resp *api.Jo
 				}
 				return nil, fmt.Errorf("cannot run %s: %s", job.Name, why)
 			}
+			evalDone = time.Now()
 		}
 	}
 	var idx uint64
@@ -783,6 +785,11 @@ func waitRunStart(ctx context.Context, c *api.Client, job *api.Job, resp *api.Jo
 			if x, done, err := startState(newest); done {
 				return x, err
 			}
+		} else if !evalDone.IsZero() && time.Since(evalDone) > 5*time.Second {
+			// The scheduler finished without failing and without placing
+			// anything new for this version of the job.
+			return nil, fmt.Errorf("the server placed no new container for %s (evaluation %s completed without placements); "+
+				"`berth job status %s` shows its allocations", job.Name, shortID(resp.EvalID), job.Name)
 		} else if time.Since(evalChecked) > 500*time.Millisecond && resp.EvalID != "" {
 			evalChecked = time.Now()
 			ev, _, err := cc.Evaluations().Info(resp.EvalID, nil)
@@ -853,7 +860,7 @@ func startState(a *api.Allocation) (*ctr, bool, error) {
 
 // attachRun streams the container's output until it exits, forwarding
 // SIGINT and SIGTERM to it, and returns its exit code.
-func attachRun(cmd *cobra.Command, c *api.Client, x *ctr) (int, error) {
+func attachRun(cmd *cobra.Command, c *api.Client, x *ctr, rm bool) (int, error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -880,7 +887,7 @@ func attachRun(cmd *cobra.Command, c *api.Client, x *ctr) (int, error) {
 	if err := streamLogs(ctx, c, x, true, -1, false, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
 		return 0, err
 	}
-	code, oom, err := waitCtrExit(ctx, c, x)
+	code, oom, err := waitCtrExit(ctx, c, x, !rm)
 	if err != nil {
 		return 0, err
 	}

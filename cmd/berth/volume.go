@@ -265,7 +265,11 @@ func newVolumeRmCmd() *cobra.Command {
 // confirm asks a yes/no question on the command's stdin; only y or yes is
 // a yes.
 func confirm(cmd *cobra.Command, question string) bool {
-	fmt.Fprintf(cmd.OutOrStdout(), "%s Are you sure you want to continue? [y/N] ", question)
+	sep := " "
+	if strings.HasSuffix(question, "\n") {
+		sep = ""
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s%sAre you sure you want to continue? [y/N] ", question, sep)
 	line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 	a := strings.ToLower(strings.TrimSpace(line))
 	return a == "y" || a == "yes"
