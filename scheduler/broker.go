@@ -3,22 +3,11 @@ package scheduler
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/api"
-)
-
-// Broker errors.
-var (
-	// ErrBrokerDisabled means the broker is off because this server is not
-	// the leader; evaluations are only processed on the leader.
-	ErrBrokerDisabled = errors.New("scheduler: eval broker disabled (not the leader)")
-	// ErrUnknownEval means an Ack or Nack named an evaluation that is not
-	// outstanding, or used a stale token after the eval was redelivered.
-	ErrUnknownEval = errors.New("scheduler: evaluation is not outstanding with this token")
 )
 
 // EvalBroker hands evaluations to workers in priority order (higher

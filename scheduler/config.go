@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -83,14 +82,6 @@ func DefaultConfig(dataDir string) Config {
 		Datacenter:      DefaultDatacenter,
 	}
 }
-
-// Config errors.
-var (
-	// ErrNoDataDir means Config.DataDir is empty; set --data-dir.
-	ErrNoDataDir = errors.New("scheduler: data directory is required (--data-dir)")
-	// ErrBadConfig wraps any other invalid setting.
-	ErrBadConfig = errors.New("scheduler: invalid configuration")
-)
 
 func (c *Config) setDefaults() error {
 	if c.DataDir == "" {

@@ -36,13 +36,6 @@ const (
 	leaderWait = 5 * time.Second
 )
 
-// HTTP-facing errors (the API turns them into JSON with the status code).
-var (
-	// ErrNoLeader means the cluster has no leader right now; retry once a
-	// quorum of servers is up.
-	ErrNoLeader = errors.New("scheduler: no cluster leader (is a quorum of servers up?); retry shortly")
-)
-
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

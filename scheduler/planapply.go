@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -15,10 +14,6 @@ import (
 	"github.com/berth-dev/berth/consensus"
 	"github.com/berth-dev/berth/scheduler/placement"
 )
-
-// errApplierStopped means the plan applier stopped (leadership lost or
-// shutdown) before it handled a plan; the worker nacks its evaluation.
-var errApplierStopped = errors.New("scheduler: plan applier stopped (leadership lost?)")
 
 // planState is the part of the newest state the plan applier reads.
 // consensus.StateSnapshot implements it; tests use a map-backed fake.
