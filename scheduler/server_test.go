@@ -293,6 +293,12 @@ func TestSingleServerPlacesJob(t *testing.T) {
 	if !job.Stop || job.Status != api.JobStatusDead {
 		t.Fatalf("stopped job: stop=%v status=%q, want dead", job.Stop, job.Status)
 	}
+	if _, err := c.Jobs().Deregister("web", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Jobs().Info("web", nil); !isStatus(err, 404) {
+		t.Fatalf("purged job: %v, want 404", err)
+	}
 	if _, err := c.Jobs().Deregister("nope", false); !isStatus(err, 404) {
 		t.Fatalf("stop of unknown job: %v, want 404", err)
 	}

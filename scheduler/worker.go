@@ -42,7 +42,7 @@ func (s *Server) runWorker(ctx context.Context, id int) {
 			}
 			return
 		}
-		if err := s.processEval(ctx, eval); err != nil {
+		if err := s.processEval(ctx, eval, token); err != nil {
 			log.Warn("evaluation not finished; it will be delivered again", "eval", eval.ID, "job", eval.JobID, "err", err)
 			_ = s.broker.Nack(eval.ID, token)
 			if ctx.Err() != nil {
@@ -75,11 +75,14 @@ func schedule(st placement.State, eval *api.Evaluation, job *api.Job, opts place
 // to the plan applier, and re-plan on fresh state while the applier
 // refuses nodes, at most maxPlanAttempts times. It returns an error only
 // when the evaluation should be retried (nack).
-func (s *Server) processEval(ctx context.Context, eval *api.Evaluation) error {
+func (s *Server) processEval(ctx context.Context, eval *api.Evaluation, token string) error {
 	start := time.Now()
 	var lastRefusal string
 	var snapIndex uint64
 	for attempt := 1; attempt <= maxPlanAttempts; attempt++ {
+		// Still working on it: keep the broker from redelivering it to
+		// another worker.
+		_ = s.broker.Touch(eval.ID, token, time.Now())
 		snap := s.raft.State().Snapshot()
 		snapIndex = snap.LatestIndex()
 		job, err := snap.JobByID(nil, eval.JobID)
