@@ -15,15 +15,16 @@ import (
 
 // BenchmarkPlacement measures the whole server pipeline on one server with
 // Raft on disk: HTTP job register → Raft → broker → workers → plan applier
-// → Raft. Each op submits one job of 10 copies; it reports placements per
-// second once every copy is committed.
+// → Raft. Each op submits one job of 10 (or 1) copies, 16 submissions in
+// flight; it reports placements per second once every copy is committed.
 //
 //	go test -run x -bench Placement -benchtime 200x ./scheduler/
 func BenchmarkPlacement(b *testing.B) {
-	for _, nodes := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
+	for _, tc := range []struct{ nodes, perJob, workers int }{{100, 10, 2}, {1000, 10, 2}, {1000, 1, 2}, {1000, 1, 8}} {
+		nodes, perJob := tc.nodes, tc.perJob
+		b.Run(fmt.Sprintf("nodes=%d/count=%d/workers=%d", nodes, perJob, tc.workers), func(b *testing.B) {
 			cfg := Config{NodeName: "bench", DataDir: b.TempDir(), BindAddr: "127.0.0.1", BootstrapExpect: 1,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HeartbeatTTL: time.Hour}
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), HeartbeatTTL: time.Hour, Workers: tc.workers}
 			s, err := New(cfg)
 			if err != nil {
 				b.Fatal(err)
@@ -51,7 +52,6 @@ func BenchmarkPlacement(b *testing.B) {
 				}(i)
 			}
 			wg.Wait()
-			const perJob = 10
 			want := s.metrics.placed.Load() + uint64(b.N*perJob)
 			b.ResetTimer()
 			start := time.Now()
