@@ -27,10 +27,13 @@ type agentFlags struct {
 	nodeName   string
 	datacenter string
 	labels     []string
+	configFile string
 }
 
-func newAgentCmd() *cobra.Command {
-	var f agentFlags
+func newAgentCmd() *cobra.Command { return newAgentCmdWith(&agentFlags{}) }
+
+// newAgentCmdWith builds `berth agent` with its flags bound to f.
+func newAgentCmdWith(f *agentFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the worker role: register this host and run the containers placed on it",
@@ -41,9 +44,15 @@ with its CPU, memory and GPUs, and runs the containers the servers place here.
 Stopping the agent leaves its containers running; the next start re-attaches
 to them.`,
 		Example: `  berth agent --join 10.0.0.1:9472 --label rack=r1
-  berth agent --servers 10.0.0.1:9470 --data-dir /srv/berth`,
+  berth agent --servers 10.0.0.1:9470 --data-dir /srv/berth
+  berth agent --config /etc/berth/agent.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), f.configFile); err != nil {
+					return err
+				}
+			}
 			cfg, err := f.config()
 			if err != nil {
 				return err
@@ -71,6 +80,7 @@ to them.`,
 	cmd.Flags().IntVar(&f.gossipPort, "gossip-port", 9472, "gossip (memberlist) port")
 	cmd.Flags().StringArrayVar(&f.join, "join", nil, "gossip address HOST:PORT of a server or agent to join (repeatable)")
 	cmd.Flags().StringArrayVar(&f.servers, "servers", nil, "server HTTP address HOST:PORT to register with (repeatable)")
+	cmd.Flags().StringVar(&f.configFile, "config", "", "YAML file that sets any of these flags (keys are the flag names; lists for repeatable flags)")
 	return cmd
 }
 

@@ -94,20 +94,23 @@ tolerate the loss of one or two. Start each with --bootstrap-expect N and
 
 // applyConfigFile sets flags from a YAML file whose keys are flag names
 // (data-dir or data_dir). Flags already given on the command line win.
+// Errors name the role from the flag set's name (cobra names it after the
+// command: server, agent).
 func applyConfigFile(fs *pflag.FlagSet, path string) error {
+	role := fs.Name()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read server config: %w", err)
+		return fmt.Errorf("read %s config: %w", role, err)
 	}
 	var m map[string]any
 	if err := yaml.UnmarshalStrict(data, &m); err != nil {
-		return fmt.Errorf("server config %s: %w", path, err)
+		return fmt.Errorf("%s config %s: %w", role, path, err)
 	}
 	for key, val := range m {
 		name := strings.ReplaceAll(key, "_", "-")
 		fl := fs.Lookup(name)
 		if fl == nil || name == "config" {
-			return fmt.Errorf("server config %s: unknown key %q; keys are the flags of `berth server`", path, key)
+			return fmt.Errorf("%s config %s: unknown key %q; keys are the flags of `berth %s`", role, path, key, role)
 		}
 		if fl.Changed {
 			continue
@@ -124,7 +127,7 @@ func applyConfigFile(fs *pflag.FlagSet, path string) error {
 				s = strconv.FormatInt(int64(fv), 10)
 			}
 			if err := fs.Set(name, s); err != nil {
-				return fmt.Errorf("server config %s: %s: %w", path, key, err)
+				return fmt.Errorf("%s config %s: %s: %w", role, path, key, err)
 			}
 		}
 	}
