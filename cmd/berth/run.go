@@ -705,8 +705,8 @@ func runMain(cmd *cobra.Command, f *runFlags, args []string) error {
 	return nil
 }
 
-// checkNameFree refuses a name held by a job that still runs; a finished
-// job of that name is purged so its name can be reused.
+// checkNameFree refuses a name that a container (job) already holds,
+// running or not, as docker does: `berth rm` frees it.
 func checkNameFree(c *api.Client, name string) error {
 	j, _, err := c.Jobs().Info(name, nil)
 	if api.IsNotFound(err) {
@@ -725,13 +725,10 @@ func checkNameFree(c *api.Client, name string) error {
 			live = true
 		}
 	}
-	if (!j.Stop && j.Status != api.JobStatusDead) || live {
-		return fmt.Errorf("the container name %q is already in use; remove it with `berth rm -f %s` or choose another --name", name, name)
+	if live || (!j.Stop && j.Status != api.JobStatusDead) {
+		return fmt.Errorf("the container name %q is already in use by a running container; remove it with `berth rm -f %s` or choose another --name", name, name)
 	}
-	if _, err := c.Jobs().Deregister(name, true); err != nil && !api.IsNotFound(err) {
-		return fmt.Errorf("reuse the name %q of a finished container: %w", name, err)
-	}
-	return nil
+	return fmt.Errorf("the container name %q is already in use by a stopped container; remove it with `berth rm %s` or choose another --name", name, name)
 }
 
 // waitRunStart waits until the job's new allocation is placed and its task

@@ -358,3 +358,34 @@ func TestHumanDuration(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRunFlags feeds arbitrary text to the flag parsers of berth run: none
+// may panic, and whatever they accept must be in range.
+func FuzzRunFlags(f *testing.F) {
+	for _, s := range []string{"8080:80", "127.0.0.1:53:53/udp", "[::1]:1:2", "512m", "1.5g", "count=2,model=H100,memory>=40GiB",
+		"node.name=x", "rack!=r1", "on-failure:3", "data:/data:ro", "0.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if p, err := parsePublish(s); err == nil {
+			if p.To < 1 || p.To > 65535 || p.Static < 0 || p.Static > 65535 || (p.Protocol != "tcp" && p.Protocol != "udp") {
+				t.Fatalf("parsePublish(%q) accepted %+v", s, p)
+			}
+		}
+		if mb, err := parseMemoryMiB(s); err == nil && mb < 6 {
+			t.Fatalf("parseMemoryMiB(%q) = %d, below the minimum", s, mb)
+		}
+		if g, err := parseGPUs(s); err == nil && (g.Count < 1 || g.MinMemoryMiB < 0) {
+			t.Fatalf("parseGPUs(%q) = %+v", s, g)
+		}
+		if c, err := parseConstraint(s); err == nil && (!strings.HasPrefix(c.Attribute, "${") || (c.Operator != "=" && c.Operator != "!=")) {
+			t.Fatalf("parseConstraint(%q) = %+v", s, c)
+		}
+		if mc, err := parseCPUs(s); err == nil && mc < 1 {
+			t.Fatalf("parseCPUs(%q) = %d", s, mc)
+		}
+		_, _, _ = parseRestart(s)
+		_ = checkVolumeSpec(s)
+		_ = checkImageRef(s)
+	})
+}
