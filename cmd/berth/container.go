@@ -51,6 +51,7 @@ func newContainerCmd() *cobra.Command {
 	cmd.AddCommand(newContainerCreateCmd(), newContainerStartCmd(), newRunCmd(), ls,
 		newInspectCmd(), newLogsCmd(), newStopCmd(), newKillCmd(), newRmCmd(),
 		newWaitCmd(), newExecCmd(), newStatsCmd())
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -382,6 +383,7 @@ func newPsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only display container IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "don't truncate output")
 	addFormatFlag(cmd)
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -541,6 +543,7 @@ func newLogsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow log output")
 	cmd.Flags().StringVarP(&tail, "tail", "n", "all", "number of lines to show from the end of the logs")
 	cmd.Flags().BoolVarP(&timestamps, "timestamps", "t", false, "show timestamps")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -609,6 +612,7 @@ container is not restarted or placed again.`,
 		},
 	}
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing the container")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -710,6 +714,7 @@ func newKillCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&sig, "signal", "s", "SIGKILL", "signal to send to the container")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -769,6 +774,7 @@ func newRmCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "force the removal of a running container")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -831,11 +837,12 @@ func newInspectCmd() *cobra.Command {
 			return nil
 		},
 	}
+	addAddressFlag(cmd)
 	return cmd
 }
 
 func newWaitCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "wait CONTAINER...",
 		Short: "Block until containers stop, then print their exit codes",
 		Args:  cobra.MinimumNArgs(1),
@@ -869,6 +876,8 @@ func newWaitCmd() *cobra.Command {
 			return nil
 		},
 	}
+	addAddressFlag(cmd)
+	return cmd
 }
 
 // ---- exec ----
@@ -933,6 +942,7 @@ func newExecCmd() *cobra.Command {
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set environment variables (K=V, or K to pass this shell's value)")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "user[:group] to run as")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory inside the container")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -1052,6 +1062,7 @@ func newStatsCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&noStream, "no-stream", false, "print one sample and exit")
 	addFormatFlag(cmd)
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -1124,7 +1135,7 @@ container starts right away: create is 'run -d'.`
 }
 
 func newContainerStartCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "start CONTAINER...",
 		Short: "Start stopped or exited containers again (re-submits their jobs)",
 		Args:  cobra.MinimumNArgs(1),
@@ -1169,4 +1180,6 @@ func newContainerStartCmd() *cobra.Command {
 			})
 		},
 	}
+	addAddressFlag(cmd)
+	return cmd
 }

@@ -42,6 +42,7 @@ func newImageCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newImageImportCmd(), newImageLoadCmd(), newImageLsCmd(), newImageInspectCmd(),
 		newImageRmCmd(), newImageTagCmd())
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -174,6 +175,7 @@ func newImageImportCmd() *cobra.Command {
 		},
 	}
 	addNodeFlag(cmd, "node to import on (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -250,6 +252,7 @@ func newImageLoadCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "-", "read from a tar archive file instead of stdin")
 	addNodeFlag(cmd, "node to load on (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -363,6 +366,7 @@ func newImageLsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
 	addFormatFlag(cmd)
 	addNodeFlag(cmd, "node to list (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -431,6 +435,7 @@ func newImageInspectCmd() *cobra.Command {
 		},
 	}
 	addNodeFlag(cmd, "node to look on (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -491,6 +496,7 @@ func newImageRmCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove the image even if it has several names or stopped containers use it")
 	addNodeFlag(cmd, "node to remove from (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -536,5 +542,6 @@ func newImageTagCmd() *cobra.Command {
 		},
 	}
 	addNodeFlag(cmd, "node to tag on (default: every ready node that has the image)")
+	addAddressFlag(cmd)
 	return cmd
 }

@@ -105,6 +105,7 @@ rack=r1 for ${node.label.rack}.`,
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
 	fl.IntVar(&f.priority, "priority", 0, "job priority 1..100 (default: the server's, 50)")
 	fl.StringArrayVar(&f.datacenters, "datacenter", nil, "datacenters the container may run in")
+	addAddressFlag(cmd)
 	return cmd
 }
 

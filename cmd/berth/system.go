@@ -25,6 +25,7 @@ func newSystemCmd() *cobra.Command {
 	}
 	info := newInfoCmd()
 	cmd.AddCommand(info, newSystemPruneCmd())
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -206,6 +207,7 @@ func newInfoCmd() *cobra.Command {
 		},
 	}
 	addFormatFlag(cmd)
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -266,5 +268,6 @@ func newSystemPruneCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&volumes, "volumes", false, "prune volumes too")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	addNodeFlag(cmd, "node to prune (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }

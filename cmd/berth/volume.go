@@ -25,6 +25,7 @@ func newVolumeCmd() *cobra.Command {
 		Short: "Manage named volumes on the nodes",
 	}
 	cmd.AddCommand(newVolumeCreateCmd(), newVolumeLsCmd(), newVolumeInspectCmd(), newVolumeRmCmd(), newVolumePruneCmd())
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -69,6 +70,7 @@ func newVolumeCreateCmd() *cobra.Command {
 	}
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "set a label on the volume (K=V)")
 	addNodeFlag(cmd, "node to create it on (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -151,6 +153,7 @@ func newVolumeLsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show volume names")
 	addFormatFlag(cmd)
 	addNodeFlag(cmd, "node to list (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -207,6 +210,7 @@ func newVolumeInspectCmd() *cobra.Command {
 		},
 	}
 	addNodeFlag(cmd, "node to look on (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -259,6 +263,7 @@ func newVolumeRmCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove the volume even if a container uses it")
 	addNodeFlag(cmd, "node to remove from (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
 
@@ -312,5 +317,6 @@ func newVolumePruneCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	addNodeFlag(cmd, "node to prune (default: every ready node)")
+	addAddressFlag(cmd)
 	return cmd
 }
