@@ -10,6 +10,22 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sys/syscall.h>
+
+/* reset_signal puts sig back to its default disposition. It calls the
+   kernel directly because the C library refuses the signals it reserves
+   for itself (32 and 33), and those too can arrive ignored (GNU make
+   starts its recipes that way) and would stay ignored across exec. */
+static void reset_signal(int sig)
+{
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		unsigned long mask;
+	} ksa = { SIG_DFL, 0, NULL, 0 };
+	syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+}
 
 static volatile pid_t berth_child;
 
@@ -62,7 +78,7 @@ void berth_nsenter(int argc, char **argv) {
 		   and the exec of the command; start from the defaults. */
 		for (int sig = 1; sig < NSIG; sig++)
 			if (sig != SIGKILL && sig != SIGSTOP)
-				signal(sig, SIG_DFL);
+				reset_signal(sig);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);

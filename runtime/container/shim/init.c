@@ -23,6 +23,21 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+/* reset_signal puts sig back to its default disposition. It calls the
+   kernel directly because the C library refuses the signals it reserves
+   for itself (32 and 33), and those too can arrive ignored (GNU make
+   starts its recipes that way) and would stay ignored across exec. */
+static void reset_signal(int sig)
+{
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		unsigned long mask;
+	} ksa = { SIG_DFL, 0, NULL, 0 };
+	syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
+}
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -583,7 +598,7 @@ static void run_plan(void) {
 	   command with neither, whatever berth inherited. */
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
+			reset_signal(sig);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
