@@ -32,10 +32,11 @@ type Dev struct {
 	Ports   DevPorts
 	Addr    string // http://127.0.0.1:HTTP
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	logf *os.File
-	done chan struct{}
+	mu     sync.Mutex
+	agents []func() // stop the extra agents, after the containers are gone
+	cmd    *exec.Cmd
+	logf   *os.File
+	done   chan struct{}
 }
 
 // DevPorts are the listeners of one `berth dev`.
@@ -224,6 +225,11 @@ func (d *Dev) cleanup() {
 		if d.t.Failed() {
 			d.t.Logf("berth dev log (tail):\n%s", d.Log())
 		}
+	}
+	for _, stop := range d.agents {
+		stop()
+	}
+	if d.running() {
 		d.Stop()
 	}
 	if d.logf != nil {
@@ -376,4 +382,52 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// StartAgent starts a second agent on this machine that joins the dev
+// server as node name (own data directory and loopback ports) and waits
+// until the server lists it ready. Cleanup stops it.
+func (d *Dev) StartAgent(name string) {
+	d.t.Helper()
+	p := devFreePorts(d.t, 2)
+	dir := filepath.Join(d.DataDir, "agent-"+name)
+	logf, err := os.Create(filepath.Join(d.DataDir, "agent-"+name+".log"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	cmd := exec.Command(d.Bin, "agent", "--data-dir", dir, "--node-name", name,
+		"--http-port", fmt.Sprint(p[0]), "--gossip-port", fmt.Sprint(p[1]),
+		"--join", fmt.Sprintf("127.0.0.1:%d", d.Ports.Gossip), "--servers", fmt.Sprintf("127.0.0.1:%d", d.Ports.HTTP))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("start agent %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	// Stopped by dev's cleanup once the containers are removed, so none
+	// outlives the test on this agent.
+	d.agents = append(d.agents, func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	})
+	c, err := api.NewClient(d.Addr)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if n, _, err := c.Nodes().Info(name, nil); err == nil && n.Status == api.NodeStatusReady {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(d.DataDir, "agent-"+name+".log"))
+	d.t.Fatalf("agent %s did not become ready:\n%s", name, b)
 }

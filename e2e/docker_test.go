@@ -364,3 +364,39 @@ func TestDevRestartKeepsContainers(t *testing.T) {
 		t.Fatalf("container stopped logging after the restart: tick %d then %d", first, second)
 	}
 }
+
+// TestDockerTwoNodes runs a second agent beside `berth dev`: image and
+// volume commands reach every node, --node picks one, and --constraint
+// places a container on the named node.
+func TestDockerTwoNodes(t *testing.T) {
+	d := StartDev(t)
+	d.StartAgent("second")
+
+	if nl := d.MustBerth(t, "node", "ls"); !strings.Contains(nl.Stdout, "second") {
+		t.Fatalf("node ls: %s", nl)
+	}
+	d.ImportBusybox() // without --node: every ready node
+	r := d.MustBerth(t, "images")
+	if !strings.Contains(r.Stdout, "NODE") || strings.Count(r.Stdout, "busybox") != 2 || !strings.Contains(r.Stdout, "second") {
+		t.Fatalf("images should list busybox on both nodes with a NODE column:\n%s", r)
+	}
+	if r := d.MustBerth(t, "images", "--node", "second"); strings.Contains(r.Stdout, "NODE") || !strings.Contains(r.Stdout, "busybox") {
+		t.Fatalf("images --node second: %s", r)
+	}
+	d.MustBerth(t, "volume", "create", "--node", "second", "only-there")
+	if r := d.MustBerth(t, "volume", "ls"); strings.Count(r.Stdout, "only-there") != 1 || !strings.Contains(r.Stdout, "second") {
+		t.Fatalf("volume ls: %s", r)
+	}
+
+	d.MustBerth(t, "run", "-d", "--name", "pinned", "--constraint", "node.name=second", "busybox", "sleep", "30")
+	if info := d.Inspect(t, "pinned"); info.Node != "second" {
+		t.Fatalf("--constraint node.name=second placed the container on %q", info.Node)
+	}
+	if r := d.MustBerth(t, "ps"); !strings.Contains(r.Stdout, "second") {
+		t.Fatalf("ps should show the NODE: %s", r)
+	}
+	if r := d.Berth("run", "--rm", "--constraint", "node.name=nowhere", "busybox", "true"); r.Code == 0 || r.Stderr == "" {
+		t.Fatalf("an unsatisfiable constraint should fail with a reason: %s", r)
+	}
+	d.MustBerth(t, "rm", "-f", "pinned")
+}
