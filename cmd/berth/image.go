@@ -473,11 +473,8 @@ func newImageRmCmd() *cobra.Command {
 					if len(ts) > 1 {
 						prefix = t.name() + ": "
 					}
-					for _, u := range r.Untagged {
-						fmt.Fprintf(cmd.OutOrStdout(), "%sUntagged: %s\n", prefix, strings.TrimPrefix(u, "Untagged: "))
-					}
-					for _, d := range r.Deleted {
-						fmt.Fprintf(cmd.OutOrStdout(), "%sDeleted: %s\n", prefix, strings.TrimPrefix(d, "Deleted: "))
+					for _, line := range rmiLines(r) {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s%s\n", prefix, line)
 					}
 				}
 				if removed == 0 && len(errs) == 0 {
@@ -544,4 +541,23 @@ func newImageTagCmd() *cobra.Command {
 	addNodeFlag(cmd, "node to tag on (default: every ready node that has the image)")
 	addAddressFlag(cmd)
 	return cmd
+}
+
+// rmiLines words an image removal as docker does ("Untagged: NAME",
+// "Deleted: ID"), whether or not the node already prefixed its entries.
+func rmiLines(r *api.ImageRemoveResponse) []string {
+	var untagged, deleted []string
+	for _, e := range append(append([]string{}, r.Untagged...), r.Deleted...) {
+		switch {
+		case strings.HasPrefix(e, "Deleted: "):
+			deleted = append(deleted, e)
+		case strings.HasPrefix(e, "Untagged: "):
+			untagged = append(untagged, e)
+		case strings.HasPrefix(e, "sha256:"):
+			deleted = append(deleted, "Deleted: "+e)
+		default:
+			untagged = append(untagged, "Untagged: "+e)
+		}
+	}
+	return append(untagged, deleted...)
 }

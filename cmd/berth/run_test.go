@@ -389,3 +389,21 @@ func FuzzRunFlags(f *testing.F) {
 		_ = checkImageRef(s)
 	})
 }
+
+func TestRmiLines(t *testing.T) {
+	tests := []struct {
+		name string
+		in   api.ImageRemoveResponse
+		want []string
+	}{
+		{"plain", api.ImageRemoveResponse{Untagged: []string{"a:1"}, Deleted: []string{"sha256:ab"}}, []string{"Untagged: a:1", "Deleted: sha256:ab"}},
+		{"prefixed", api.ImageRemoveResponse{Untagged: []string{"Untagged: a:1", "Deleted: sha256:ab"}}, []string{"Untagged: a:1", "Deleted: sha256:ab"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rmiLines(&tt.in); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("rmiLines = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
