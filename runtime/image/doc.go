@@ -52,6 +52,23 @@
 // WithProgress puts in their context ("Already exists", "Downloading",
 // "Done"); without one they report nothing.
 //
+// # Registries
+//
+// Pull fetches an image from a registry (Docker v2 or OCI manifest, or the
+// host's — or PullOptions.Platform's — image from an index) and stores it
+// through Add, so layers stream once, are verified and are unpacked
+// without a half layer ever being visible; layers already stored are not
+// downloaded. Concurrent Pulls of one reference in a process share one
+// download. Push uploads a stored image; the registry client skips blobs
+// the registry has. Both take credentials (Auth, or a keychain; by default
+// the docker config's, with its credential helpers) and may be told a
+// registry is insecure (plain HTTP, unverified TLS), per call or through
+// BERTH_INSECURE_REGISTRIES for the agent's own pulls. Failures wrap
+// ErrUnauthorized, ErrUnknownManifest, ErrRegistryUnreachable,
+// ErrNoPlatform or ErrDigestMismatch. Credentials never appear in errors
+// or logs (Auth's String hides them). Prune removes dangling (or all)
+// images that are not in use.
+//
 // # Concurrency
 //
 // A Store is safe for use by many goroutines. index.json is replaced

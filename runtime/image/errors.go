@@ -30,4 +30,17 @@ var (
 	// ErrNotSupported is returned on systems that cannot unpack layers
 	// (anything but Linux).
 	ErrNotSupported = errors.New("image: unpacking layers is only supported on Linux")
+	// ErrUnauthorized is returned when a registry refuses the credentials
+	// (or their absence). Log in with `berth login REGISTRY`.
+	ErrUnauthorized = errors.New("unauthorized: check the user name and password")
+	// ErrUnknownManifest is returned when a registry has no such
+	// repository, tag or digest.
+	ErrUnknownManifest = errors.New("image: no such image in the registry")
+	// ErrRegistryUnreachable is returned when no registry answers at the
+	// reference's host: check the host and port, and whether it speaks
+	// plain HTTP (mark it insecure) or TLS.
+	ErrRegistryUnreachable = errors.New("image: registry unreachable")
+	// ErrNoPlatform is returned when a multi-platform index has no image
+	// for the requested (or this host's) platform.
+	ErrNoPlatform = errors.New("image: no image for the platform")
 )

@@ -107,6 +107,9 @@ type Store struct {
 
 	layerMu    sync.Mutex
 	layerLocks map[string]*layerLock
+
+	// pulls shares concurrent Pulls of one reference.
+	pulls flightGroup
 }
 
 type layerLock struct {
