@@ -338,6 +338,9 @@ func registryError(err error, r reference) error {
 		switch {
 		case codes[transport.UnauthorizedErrorCode], codes[transport.DeniedErrorCode],
 			te.StatusCode == http.StatusUnauthorized, te.StatusCode == http.StatusForbidden:
+			if r.path == "" {
+				return fmt.Errorf("%w (registry %s refused the login)", ErrUnauthorized, r.registryHost())
+			}
 			return fmt.Errorf("%w (registry %s refused access to %s; log in with `berth login %s`)", ErrUnauthorized, r.registryHost(), r.path, r.registryHost())
 		case codes[transport.ManifestUnknownErrorCode], codes[transport.NameUnknownErrorCode], te.StatusCode == http.StatusNotFound:
 			what := "tag " + r.tag
