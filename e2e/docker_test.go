@@ -238,6 +238,24 @@ func TestDockerWorkflow(t *testing.T) {
 		}
 	})
 
+	t.Run("start runs an exited container again", func(t *testing.T) {
+		r := d.Berth("run", "--name", "again2", "busybox", "sh", "-c", "echo run; exit 4")
+		if r.Code != 4 {
+			t.Fatalf("first run: %s", r)
+		}
+		d.MustBerth(t, "container", "start", "again2")
+		if w := d.MustBerth(t, "wait", "again2"); strings.TrimSpace(w.Stdout) != "4" {
+			t.Fatalf("wait after start: %s", w)
+		}
+		if l := d.MustBerth(t, "logs", "again2"); l.Stdout != "run\n" {
+			t.Fatalf("logs of the restarted container: %s", l)
+		}
+		if ps := d.MustBerth(t, "ps", "-a"); strings.Count(ps.Stdout, "again2") != 2 {
+			t.Fatalf("ps -a should list both runs: %s", ps)
+		}
+		d.MustBerth(t, "rm", "again2")
+	})
+
 	t.Run("container verbs and running-container rm", func(t *testing.T) {
 		r := d.MustBerth(t, "container", "run", "-d", "--name", "boxed", "busybox", "sleep", "30")
 		id := strings.TrimSpace(r.Stdout)

@@ -39,6 +39,8 @@ func init() {
 	addCommand(newExecCmd)
 	addCommand(newStatsCmd)
 	addCommand(newContainerCmd)
+	addCommand(newContainerCreateCmd)
+	addCommand(newContainerStartCmd)
 }
 
 func newContainerCmd() *cobra.Command {
@@ -1164,12 +1166,15 @@ func newContainerStartCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("start %s: %w", x.Name, err)
 				}
-				// A new version makes the scheduler place a fresh copy,
-				// even of a batch job that already completed.
+				// The scheduler never runs a finished copy of a group
+				// again, so a start runs the task as a fresh group (the
+				// old one's copies stay listed by ps -a).
 				if j.Meta == nil {
 					j.Meta = map[string]string{}
 				}
-				j.Meta[metaStarted] = strconv.FormatInt(time.Now().UnixNano(), 10)
+				now := time.Now().UnixNano()
+				j.Meta[metaStarted] = strconv.FormatInt(now, 10)
+				j.Groups[0].Name = "run-" + strconv.FormatInt(now, 36)
 				j.Stop = false
 				resp, err := c.Jobs().Register(j)
 				if err != nil {
