@@ -1,0 +1,5 @@
+//go:build !linux
+
+package gpu
+
+func deviceNode(path string) (DeviceNode, error) { return DeviceNode{}, ErrNotSupported }
