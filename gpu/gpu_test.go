@@ -417,7 +417,7 @@ func TestXidMarksUnhealthy(t *testing.T) {
 	none := uint32(noInstance)
 	feed.ch <- nvml.EventData{Device: fakes[1], EventType: nvml.EventTypeXidCriticalError, EventData: 13, GpuInstanceId: none, ComputeInstanceId: none} // app error: ignored
 	feed.ch <- nvml.EventData{Device: fakes[3], EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: none, ComputeInstanceId: none} // fell off the bus
-	feed.ch <- nvml.EventData{Device: fakes[6], EventType: nvml.EventTypeXidCriticalError, EventData: 94, GpuInstanceId: 1, ComputeInstanceId: 0}     // one MIG instance
+	feed.ch <- nvml.EventData{Device: fakes[6], EventType: nvml.EventTypeXidCriticalError, EventData: 94, GpuInstanceId: 1, ComputeInstanceId: 0}       // one MIG instance
 	want := []hit{{fakes[3].UUID, 79}, {migs[[2]int{1, 0}], 94}}
 	for _, w := range want {
 		select {
