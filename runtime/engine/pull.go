@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/berth-dev/berth/runtime/image"
 )
 
 // resolveImage finds a task's image in the local store. A missing image is
-// pulled from its registry when the engine can pull (pullImage).
+// pulled from its registry (pullImage).
 func (e *Engine) resolveImage(ctx context.Context, ref string) (*image.Image, error) {
 	img, err := e.Images.Get(ref)
 	if err == nil {
@@ -28,11 +30,37 @@ func (e *Engine) resolveImage(ctx context.Context, ref string) (*image.Image, er
 	return img, nil
 }
 
-// pullImage fetches ref from its registry into the store. It returns nil,
-// nil when this build cannot pull, so the caller reports the image as
-// missing.
+// PullOptions returns the registry options the agent uses for the pulls
+// it makes on its own: credentials from the agent host's berth config
+// ($BERTH_CONFIG or ~/.berth/config.json) and then its docker config, and
+// the insecure registries that config and BERTH_INSECURE_REGISTRIES list.
+func PullOptions() image.PullOptions {
+	var opts image.PullOptions
+	opts.InsecureRegistries = image.InsecureRegistriesFromEnv()
+	if cfg, err := image.LoadClientConfig(""); err == nil {
+		opts.Keychain = cfg.Keychain()
+		opts.InsecureRegistries = append(opts.InsecureRegistries, cfg.InsecureRegistries...)
+	} else {
+		slog.Warn("reading the client config for registry credentials", "err", err)
+	}
+	return opts
+}
+
+// pullImage fetches ref from its registry into the store. Concurrent
+// tasks that need the same image share one download (image.Store.Pull).
+// A failed pull wraps both ErrImageNotFound and the registry's error.
 func (e *Engine) pullImage(ctx context.Context, ref string) (*image.Image, error) {
-	return nil, nil
+	start := time.Now()
+	img, err := e.Images.Pull(ctx, ref, PullOptions())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		slog.Info("pull failed", "image", ref, "err", err)
+		return nil, fmt.Errorf("%w: %s is not on this node and pulling it failed: %w; import it with 'berth image import' or load it with 'berth image load'", ErrImageNotFound, ref, err)
+	}
+	slog.Info("pulled image", "image", ref, "id", img.ID, "took", time.Since(start).Round(time.Millisecond))
+	return img, nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, image.ErrNotFound) }
