@@ -671,6 +671,12 @@ func runMain(cmd *cobra.Command, f *runFlags, args []string) error {
 	} else if err := checkNameFree(c, job.Name); err != nil {
 		return err
 	}
+	// Copies of a removed job of the same name may linger in the state;
+	// the scheduler counts a finished one as this group's run, so the new
+	// container gets a group of its own.
+	if old, _, err := c.Jobs().Allocations(job.ID, nil); err == nil && len(old) > 0 {
+		job.Groups[0].Name = "run-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
 	resp, err := c.Jobs().Register(job)
 	if err != nil {
 		return fmt.Errorf("register container %s: %w", job.Name, err)
