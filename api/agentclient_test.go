@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -333,4 +334,27 @@ func TestAgentClientContextEndsFollow(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("cancel did not end the follow")
 	}
+}
+
+// FuzzAgentStreams feeds arbitrary bytes to the exec-frame and log-line
+// decoders: they must not panic, and an exit code only comes from a frame.
+func FuzzAgentStreams(f *testing.F) {
+	f.Add([]byte(`{"stream":"stdout","data":"hi\n"}` + "\n" + `{"exit":3}` + "\n"))
+	f.Add([]byte(`{"t":"2026-01-01T00:00:00Z","stream":"stderr","log":"x\n"}` + "\n\n"))
+	f.Add([]byte(`{"exit":0,"error":"boom"}`))
+	f.Add([]byte("not json\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out, errb bytes.Buffer
+		code, err := copyExecFrames(bytes.NewReader(b), &out, &errb)
+		if err == nil && !bytes.Contains(bytes.ToLower(b), []byte(`"exit"`)) { // JSON keys match case-insensitively
+			t.Fatalf("exit code %d without an exit frame", code)
+		}
+		s := &LogStream{body: io.NopCloser(bytes.NewReader(b))}
+		s.sc = bufio.NewScanner(s.body)
+		for range 1000 {
+			if _, err := s.Next(); err != nil {
+				break
+			}
+		}
+	})
 }
