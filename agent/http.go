@@ -48,6 +48,11 @@ func (a *Agent) newRouter() http.Handler {
 	v1.POST("/containers/:id/kill", a.handleKill)
 	v1.POST("/containers/:id/exec", a.handleExec)
 	v1.GET("/images", a.handleImages)
+	v1.POST("/images/pull", a.handleImagePull)
+	v1.POST("/images/push", a.handleImagePush)
+	v1.GET("/images/save", a.handleImageSave)
+	v1.POST("/images/prune", a.handleImagePrune)
+	v1.GET("/images/:ref/history", a.handleImageHistory)
 	v1.GET("/images/:ref", a.handleImage)
 	v1.POST("/images/import", a.handleImport)
 	v1.POST("/images/load", a.handleLoad)
@@ -263,7 +268,7 @@ func (a *Agent) handleImages(c echo.Context) error {
 }
 
 func (a *Agent) handleImage(c echo.Context) error {
-	img, err := a.eng.Images.Get(c.Param("ref"))
+	img, err := a.eng.Images.Get(refParam(c))
 	if err != nil {
 		return err
 	}
@@ -332,15 +337,15 @@ func (a *Agent) imageInUse(imageID string) []string {
 }
 
 func (a *Agent) handleImageRemove(c echo.Context) error {
-	img, err := a.eng.Images.Get(c.Param("ref"))
+	img, err := a.eng.Images.Get(refParam(c))
 	if err != nil {
 		return err
 	}
 	if users := a.imageInUse(img.ID); len(users) > 0 && !truthy(c.QueryParam("force")) {
 		return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf(
-			"image %s is used by container(s) %s: remove them first, or use -f", c.Param("ref"), strings.Join(users, ", ")))
+			"image %s is used by container(s) %s: remove them first, or use -f", refParam(c), strings.Join(users, ", ")))
 	}
-	removed, err := a.eng.Images.Remove(c.Param("ref"))
+	removed, err := a.eng.Images.Remove(refParam(c))
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,11 @@ package api
 //	POST   /v1/images/load                    body: docker/OCI archive → []Image
 //	POST   /v1/images/tag                     ImageTagRequest
 //	DELETE /v1/images/{ref}?force=1           ImageRemoveResponse
+//	POST   /v1/images/pull                    ImagePullRequest → stream of ImageProgress JSON lines, the last with Image or Error
+//	POST   /v1/images/push                    ImagePushRequest → stream of ImageProgress JSON lines, the last with Done or Error
+//	GET    /v1/images/{ref}/history           []ImageHistory, newest first
+//	GET    /v1/images/save?ref=R&ref=…        docker-compatible image archive (application/x-tar)
+//	POST   /v1/images/prune?all=1             PruneReport (images no container uses: dangling, or all with all=1)
 //	GET    /v1/volumes                        []Volume
 //	POST   /v1/volumes                        VolumeCreateRequest → Volume
 //	GET    /v1/volumes/{name}                 Volume
@@ -184,4 +189,54 @@ type PruneReport struct {
 	Volumes        []string `json:"volumes,omitempty"`
 	SpaceReclaimed int64    `json:"space_reclaimed"`
 	Node           string   `json:"node,omitempty"`
+}
+
+// RegistryAuth is a registry credential sent with a pull or push (a user
+// name and password, or a token). Agents use it for that request only and
+// never log or store it; String hides the secrets.
+type RegistryAuth struct {
+	Username      string `json:"username,omitempty"`
+	Password      string `json:"password,omitempty"`
+	IdentityToken string `json:"identity_token,omitempty"`
+	RegistryToken string `json:"registry_token,omitempty"`
+}
+
+// String hides the secrets.
+func (a *RegistryAuth) String() string {
+	if a == nil {
+		return "RegistryAuth{}"
+	}
+	return "RegistryAuth{Username: " + a.Username + ", secrets redacted}"
+}
+
+// GoString hides the secrets from %#v too.
+func (a *RegistryAuth) GoString() string { return a.String() }
+
+// ImagePullRequest pulls an image from its registry into a node's store.
+type ImagePullRequest struct {
+	Ref      string        `json:"ref"`                // busybox, host:port/repo:tag, repo@sha256:…
+	Platform string        `json:"platform,omitempty"` // os/arch[/variant]; default: the node's
+	Insecure bool          `json:"insecure,omitempty"` // plain HTTP or unverified TLS
+	Auth     *RegistryAuth `json:"auth,omitempty"`
+}
+
+// ImagePushRequest pushes a node's image to the registry its name names.
+type ImagePushRequest struct {
+	Ref      string        `json:"ref"`
+	Insecure bool          `json:"insecure,omitempty"`
+	Auth     *RegistryAuth `json:"auth,omitempty"`
+}
+
+// ImageProgress is one line of a pull or push stream: a layer's progress
+// ("Pulling fs layer", "Downloading", "Already exists", "Done";
+// "Preparing", "Pushing", "Pushed", "Layer already exists"), or the end:
+// Image (pull) or Done (push), or Error.
+type ImageProgress struct {
+	Layer   string `json:"layer,omitempty"`
+	Status  string `json:"status,omitempty"`
+	Current int64  `json:"current,omitempty"`
+	Total   int64  `json:"total,omitempty"`
+	Image   *Image `json:"image,omitempty"`
+	Done    bool   `json:"done,omitempty"`
+	Error   string `json:"error,omitempty"`
 }

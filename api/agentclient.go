@@ -477,3 +477,96 @@ func (c *AgentClient) SystemPrune(all, volumes bool) (*PruneReport, error) {
 	}
 	return &out, nil
 }
+
+// imageStream reads an ImageProgress stream, passing each layer line to
+// fn, and returns the final line. A stream that ends without one (the
+// node or the proxy dropped it) is an error.
+func imageStream(r io.Reader, fn func(ImageProgress), what string) (*ImageProgress, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var ev ImageProgress
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return nil, fmt.Errorf("api: %s: bad progress line %q: %w", what, sc.Text(), err)
+		}
+		if ev.Error != "" {
+			return nil, errors.New(ev.Error)
+		}
+		if ev.Image != nil || ev.Done {
+			return &ev, nil
+		}
+		if fn != nil {
+			fn(ev)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("api: %s: stream broken: %w", what, err)
+	}
+	return nil, fmt.Errorf("api: %s: the stream ended before the node said it finished", what)
+}
+
+// PullImage makes the node pull req.Ref from its registry. fn, when not
+// nil, receives each layer's progress as it comes; the pulled image is
+// returned. A registry's refusal comes back as an error with its message.
+func (c *AgentClient) PullImage(ctx context.Context, req ImagePullRequest, fn func(ImageProgress)) (*Image, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("api: encode pull request: %w", err)
+	}
+	resp, err := c.raw(ctx, http.MethodPost, "/images/pull", nil, bytes.NewReader(b), "application/json")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	ev, err := imageStream(resp.Body, fn, "pull "+req.Ref)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Image == nil {
+		return nil, fmt.Errorf("api: pull %s: the node sent no image", req.Ref)
+	}
+	return ev.Image, nil
+}
+
+// PushImage makes the node push its image req.Ref to the registry the
+// name points at, reporting each layer's progress to fn.
+func (c *AgentClient) PushImage(ctx context.Context, req ImagePushRequest, fn func(ImageProgress)) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("api: encode push request: %w", err)
+	}
+	resp, err := c.raw(ctx, http.MethodPost, "/images/push", nil, bytes.NewReader(b), "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = imageStream(resp.Body, fn, "push "+req.Ref)
+	return err
+}
+
+// ImageHistory returns how an image was built, newest step first.
+func (c *AgentClient) ImageHistory(ref string) ([]ImageHistory, error) {
+	var out []ImageHistory
+	err := c.do(http.MethodGet, "/images/"+url.PathEscape(ref)+"/history", nil, nil, &out)
+	return out, err
+}
+
+// SaveImages streams a docker-compatible archive of the named images; the
+// caller closes it.
+func (c *AgentClient) SaveImages(ctx context.Context, refs ...string) (io.ReadCloser, error) {
+	resp, err := c.raw(ctx, http.MethodGet, "/images/save", url.Values{"ref": refs}, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// PruneImages removes images no container uses: dangling ones, or every
+// such image with all.
+func (c *AgentClient) PruneImages(all bool) (*PruneReport, error) {
+	var out PruneReport
+	if err := c.do(http.MethodPost, "/images/prune", boolQuery(nil, "all", all), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
