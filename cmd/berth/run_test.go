@@ -407,3 +407,39 @@ func TestRmiLines(t *testing.T) {
 		})
 	}
 }
+
+func TestCtrStatus(t *testing.T) {
+	now := time.Now()
+	mk := func(client, desired string, st *api.TaskState) *ctr {
+		a := &api.Allocation{ID: "a1", JobID: "web", Name: "web.main[0]", Group: "main", NodeID: "n1",
+			ClientStatus: client, DesiredStatus: desired,
+			Job:        &api.Job{ID: "web", Groups: []*api.Group{{Name: "main", Count: 1, Tasks: []*api.Task{{Name: "main"}}}}},
+			TaskStates: map[string]*api.TaskState{"main": st}}
+		return ctrsOf(a)[0]
+	}
+	tests := []struct {
+		name, want, word string
+		x                *ctr
+	}{
+		{"up", "Up 3 minutes", "running", mk("running", "run", &api.TaskState{State: "running", StartedAt: now.Add(-3 * time.Minute).UnixNano()})},
+		{"stopping", "Up 2 seconds (stopping)", "running", mk("running", "stop", &api.TaskState{State: "running", StartedAt: now.Add(-2 * time.Second).UnixNano()})},
+		{"exited", "Exited (3) 5 seconds ago", "exited", mk("failed", "run", &api.TaskState{State: "dead", ExitCode: 3, StartedAt: 1, FinishedAt: now.Add(-5 * time.Second).UnixNano()})},
+		{"oom", "Exited (137) OOMKilled 1 second ago", "exited", mk("failed", "run", &api.TaskState{State: "dead", ExitCode: 137, OOMKilled: true, StartedAt: 1, FinishedAt: now.Add(-time.Second).UnixNano()})},
+		{"never started", "Failed: image not found", "exited", mk("failed", "run", &api.TaskState{State: "dead", Failed: true, Message: "image not found"})},
+		{"created", "Created", "created", mk("pending", "run", &api.TaskState{State: "pending"})},
+		{"lost", "Lost", "exited", mk("lost", "run", &api.TaskState{State: "pending"})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ctrStatus(tt.x); got != tt.want {
+				t.Errorf("ctrStatus = %q, want %q", got, tt.want)
+			}
+			if got := ctrStateWord(tt.x); got != tt.word {
+				t.Errorf("ctrStateWord = %q, want %q", got, tt.word)
+			}
+			if tt.x.Name != "web" || len(tt.x.ID) != 64 {
+				t.Errorf("name %q id %q", tt.x.Name, tt.x.ID)
+			}
+		})
+	}
+}
