@@ -292,6 +292,20 @@ func TestDockerWorkflow(t *testing.T) {
 		}
 	})
 
+	t.Run("image names with a registry and path", func(t *testing.T) {
+		const ref = "registry.local:5000/team/box:2"
+		d.MustBerth(t, "image", "tag", "busybox", ref)
+		if r := d.MustBerth(t, "image", "inspect", ref); !strings.Contains(r.Stdout, ref) {
+			t.Fatalf("inspect %s: %s", ref, r)
+		}
+		if r := d.MustBerth(t, "run", "--rm", ref, "echo", "from "+ref); r.Stdout != "from "+ref+"\n" {
+			t.Fatalf("run %s: %s", ref, r)
+		}
+		if r := d.MustBerth(t, "rmi", "-f", ref); !strings.Contains(r.Stdout, "Untagged: "+ref) {
+			t.Fatalf("rmi -f %s: %s", ref, r)
+		}
+	})
+
 	t.Run("a bad image name is a clear error", func(t *testing.T) {
 		r := d.Berth("run", "--rm", "nosuchimage:1.0", "true")
 		if r.Code == 0 || !strings.Contains(r.Stderr, "nosuchimage") {
