@@ -56,6 +56,7 @@ type Agent struct {
 	ttl      time.Duration
 	updates  map[string]*api.Allocation
 	updateCh chan struct{}
+	gpu      *gpuState // nil without GPUs
 }
 
 // New opens the agent's state and runtime. It does not contact any server.
@@ -171,6 +172,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	go func() { defer a.wg.Done(); a.registerLoop() }()
 	go func() { defer a.wg.Done(); a.watchLoop() }()
 	go func() { defer a.wg.Done(); a.reportLoop() }()
+	a.startGPUWatch()
 	return nil
 }
 
@@ -296,6 +298,9 @@ func (a *Agent) registerLoop() {
 	registered := false
 	failures := 0
 	for {
+		if a.takeGPUUpdate() { // a GPU failed: the server must see it
+			registered = false
+		}
 		var err error
 		c, cerr := a.client(false)
 		if cerr != nil {
