@@ -12,10 +12,11 @@ import (
 
 func TestSpecOptions(t *testing.T) {
 	m := newManager(t)
-	hostNet, _ := os.ReadDir("/sys/class/net")
-	var hostIfs []string
-	for _, e := range hostNet {
-		hostIfs = append(hostIfs, e.Name())
+	// The host's interfaces change while other packages' tests run, so
+	// host networking is checked by namespace identity, not by listing.
+	hostNS, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
 	}
 	nsName := fmt.Sprintf("berth-test-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", nsName).CombinedOutput(); err != nil {
@@ -44,7 +45,8 @@ func TestSpecOptions(t *testing.T) {
 		}, "opened"},
 		{"device cgroup denies what is not listed", "mknod /dev/lc c 10 237 && (: < /dev/lc) 2>/dev/null && echo opened || echo denied", nil, "denied"},
 		{"network none has only lo, up", "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/flags", nil, "lo 0x9"},
-		{"host network", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "host" }, strings.Join(hostIfs, " ")},
+		{"host network", "readlink /proc/self/ns/net", func(s *Spec) { s.Network = "host" }, hostNS},
+		{"own network namespace by default", "test \"$(readlink /proc/self/ns/net)\" != '" + hostNS + "' && echo own", nil, "own"},
 		{"network namespace path", "ls /sys/class/net | tr '\\n' ' '", func(s *Spec) { s.Network = "/run/netns/" + nsName }, "berthv0 berthv1 lo"},
 		{"no signal ignored", "grep SigIgn /proc/self/status | tr -d '\t '", nil, "SigIgn:0000000000000000"},
 		{"tmpfs /dev has only the standard nodes", "ls /dev | tr '\\n' ' '", nil, "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"},
