@@ -42,6 +42,7 @@ func newImageCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newImageImportCmd(), newImageLoadCmd(), newImageLsCmd(), newImageInspectCmd(),
 		newImageRmCmd(), newImageTagCmd())
+	cmd.AddCommand(registrySubcommands()...)
 	addAddressFlag(cmd)
 	return cmd
 }

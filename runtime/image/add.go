@@ -421,6 +421,7 @@ type progressReader struct {
 	total, n    int64
 	lastReport  int64
 	reportEvery int64
+	status      string // "Downloading" when empty
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
@@ -428,7 +429,11 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	p.n += int64(n)
 	if p.n-p.lastReport >= p.reportEvery {
 		p.lastReport = p.n
-		p.fn(ProgressEvent{Layer: p.layer, Status: "Downloading", Current: p.n, Total: p.total})
+		status := p.status
+		if status == "" {
+			status = "Downloading"
+		}
+		p.fn(ProgressEvent{Layer: p.layer, Status: status, Current: p.n, Total: p.total})
 	}
 	return n, err
 }

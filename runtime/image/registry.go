@@ -532,7 +532,7 @@ func (l *pushLayer) Compressed() (io.ReadCloser, error) {
 	l.opened.Store(true)
 	d, _ := l.Digest()
 	sz, _ := l.Size()
-	return &pushReader{rc: rc, pr: progressReader{r: rc, fn: l.img.progress, layer: d.String(), total: sz, reportEvery: 512 << 10}}, nil
+	return &pushReader{rc: rc, pr: progressReader{r: rc, fn: l.img.progress, layer: d.String(), total: sz, reportEvery: 512 << 10, status: "Pushing"}}, nil
 }
 
 type pushReader struct {
