@@ -79,8 +79,10 @@ func (f *fakeImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 
 type fakeLayer struct{ h v1.Hash }
 
-func (l *fakeLayer) Digest() (v1.Hash, error)            { return l.h, nil }
-func (l *fakeLayer) Compressed() (io.ReadCloser, error)  { return io.NopCloser(bytes.NewReader(nil)), nil }
+func (l *fakeLayer) Digest() (v1.Hash, error) { return l.h, nil }
+func (l *fakeLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(nil)), nil
+}
 func (l *fakeLayer) Size() (int64, error)                { return 0, nil }
 func (l *fakeLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }
 
