@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/runtime/container"
 	"github.com/berth-dev/berth/runtime/reexec"
 	"github.com/berth-dev/berth/scheduler"
 )
@@ -209,6 +211,15 @@ func TestAgentRunsBatchJobAndReportsExit(t *testing.T) {
 	if err != nil || len(allocs) != 1 {
 		t.Fatalf("allocations %d (%v), want exactly 1", len(allocs), err)
 	}
+
+	// Purging the job (berth rm) removes its container from the node.
+	if _, err := c.client.Jobs().Deregister("hello", true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the purged job's container removed", func() bool {
+		_, err := c.agent.Engine().Info(ts.ContainerID)
+		return errors.Is(err, container.ErrNotFound)
+	})
 }
 
 func (c *cluster) restartAgent(between func()) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -341,7 +342,13 @@ func (a *Agent) handleImageRemove(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if users := a.imageInUse(img.ID); len(users) > 0 && !truthy(c.QueryParam("force")) {
+	// Removing one of several names only untags, as docker does; only a
+	// removal that deletes the image is refused while containers use it.
+	untagOnly := false
+	if name, err := image.ParseName(refParam(c)); err == nil && len(img.Names) > 1 && slices.Contains(img.Names, name) {
+		untagOnly = true
+	}
+	if users := a.imageInUse(img.ID); !untagOnly && len(users) > 0 && !truthy(c.QueryParam("force")) {
 		return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf(
 			"image %s is used by container(s) %s: remove them first, or use -f", refParam(c), strings.Join(users, ", ")))
 	}
@@ -351,10 +358,10 @@ func (a *Agent) handleImageRemove(c echo.Context) error {
 	}
 	var resp api.ImageRemoveResponse
 	for _, r := range removed {
-		if strings.HasPrefix(r, "sha256:") {
-			resp.Deleted = append(resp.Deleted, r)
-		} else {
-			resp.Untagged = append(resp.Untagged, r)
+		if id, ok := strings.CutPrefix(r, "Deleted: "); ok {
+			resp.Deleted = append(resp.Deleted, id)
+		} else if name, ok := strings.CutPrefix(r, "Untagged: "); ok {
+			resp.Untagged = append(resp.Untagged, name)
 		}
 	}
 	return c.JSON(http.StatusOK, resp)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sort"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -264,6 +265,7 @@ func (w *writer) jobDeregister(req *JobDeregisterRequest) error {
 	}
 	if req.Purge {
 		w.delete(TableJobs, old)
+		w.purgeAllocs(req.JobID)
 	} else {
 		job := *old
 		job.Stop = true
@@ -271,6 +273,42 @@ func (w *writer) jobDeregister(req *JobDeregisterRequest) error {
 		w.insert(TableJobs, &job)
 	}
 	return w.upsertEval(req.Eval)
+}
+
+// purgeAllocs deletes a purged job's allocations. Agents remove the
+// containers of allocations that disappear, which is what `berth rm` asks
+// for. A node's allocation list is watched by index (the newest change
+// among its allocations), and a deletion leaves nothing to carry the new
+// index, so each affected node is rewritten with this entry's index.
+func (w *writer) purgeAllocs(jobID string) {
+	it, err := w.txn.Get(TableAllocs, "job", jobID)
+	if err != nil {
+		if w.err == nil {
+			w.err = fmt.Errorf("read allocations of job %q: %w", jobID, err)
+		}
+		return
+	}
+	var gone []*api.Allocation
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		gone = append(gone, obj.(*api.Allocation))
+	}
+	touched := map[string]bool{}
+	var nodes []string
+	for _, a := range gone {
+		w.delete(TableAllocs, a)
+		if !touched[a.NodeID] {
+			touched[a.NodeID] = true
+			nodes = append(nodes, a.NodeID)
+		}
+	}
+	sort.Strings(nodes)
+	for _, id := range nodes {
+		if n := w.node(id); n != nil {
+			c := CopyNode(n)
+			c.ModifyIndex = w.index
+			w.insert(TableNodes, c)
+		}
+	}
 }
 
 func (w *writer) nodeRegister(req *NodeRegisterRequest) error {
@@ -382,6 +420,11 @@ func (w *writer) planApply(req *PlanApplyRequest) error {
 	}
 	for _, a := range req.Allocs {
 		old := w.alloc(a.ID)
+		if old == nil && w.job(a.JobID) == nil {
+			// The job was purged after this plan was made: placing it
+			// now would leave allocations without a job.
+			continue
+		}
 		if a.Job == nil {
 			if shared != nil && shared.ID == a.JobID {
 				a.Job = shared

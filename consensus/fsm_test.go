@@ -144,6 +144,34 @@ func TestFSMApply(t *testing.T) {
 			},
 		},
 		{
+			name:  "job deregister with purge deletes its allocations and marks their nodes",
+			setup: []entry{regJob, regNode, plan},
+			apply: entry{JobDeregisterRequestType, &JobDeregisterRequest{JobID: "web", Purge: true}},
+			check: func(t *testing.T, s *StateStore, idx uint64) {
+				for _, id := range []string{"a1", "a2"} {
+					if getAlloc(t, s, id) != nil {
+						t.Fatalf("allocation %s of a purged job still stored", id)
+					}
+				}
+				if n := getNode(t, s, "n1"); n.ModifyIndex != idx {
+					t.Fatalf("node modify index %d, want %d: agents blocking on it would not wake", n.ModifyIndex, idx)
+				}
+				if s.Index(TableAllocs) != idx {
+					t.Fatalf("allocs index = %d, want %d", s.Index(TableAllocs), idx)
+				}
+			},
+		},
+		{
+			name:  "plan apply skips new allocations of a purged job",
+			setup: []entry{regJob, regNode, {JobDeregisterRequestType, &JobDeregisterRequest{JobID: "web", Purge: true}}},
+			apply: plan,
+			check: func(t *testing.T, s *StateStore, idx uint64) {
+				if getAlloc(t, s, "a1") != nil {
+					t.Fatal("allocation placed for a purged job")
+				}
+			},
+		},
+		{
 			name:    "job deregister of an unknown job writes nothing",
 			apply:   entry{JobDeregisterRequestType, &JobDeregisterRequest{JobID: "nope", Eval: testEval("e2", "nope")}},
 			wantErr: ErrJobNotFound,

@@ -712,7 +712,9 @@ func (s *Server) nodeAllocs(c echo.Context) error {
 		if allocs == nil {
 			allocs = []*api.Allocation{}
 		}
-		return max(maxAllocIndex(allocs), 1), allocs, nil
+		// A purge deletes allocations and stamps their nodes instead, so
+		// the node's own index counts too (consensus purgeAllocs).
+		return max(maxAllocIndex(allocs), n.ModifyIndex, 1), allocs, nil
 	})
 }
 

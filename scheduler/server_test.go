@@ -357,6 +357,27 @@ func TestBlockingQueryWakesOnPlacement(t *testing.T) {
 	if err != nil || len(a) != 2 || m.LastIndex != r.index || time.Since(start) < 150*time.Millisecond {
 		t.Fatalf("expired wait: %d allocs, index %d, err %v, after %s", len(a), m.LastIndex, err, time.Since(start))
 	}
+
+	// Purging the job deletes its allocations; an agent blocked on its
+	// node's list must wake and see them gone (it then removes the
+	// containers).
+	go func() {
+		start := time.Now()
+		a, m, err := c.Nodes().Allocations("n1", &api.QueryOptions{WaitIndex: r.index, WaitTime: 20 * time.Second})
+		res := result{allocs: a, took: time.Since(start), err: err}
+		if m != nil {
+			res.index = m.LastIndex
+		}
+		done <- res
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := c.Jobs().Deregister("b", true); err != nil {
+		t.Fatal(err)
+	}
+	p := <-done
+	if p.err != nil || len(p.allocs) != 0 || p.index <= r.index || p.took > 10*time.Second {
+		t.Fatalf("after purge: %d allocs, index %d (was %d), err %v, after %s", len(p.allocs), p.index, r.index, p.err, p.took)
+	}
 }
 
 func TestHTTPIndexHeaderAndErrors(t *testing.T) {
