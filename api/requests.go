@@ -118,7 +118,8 @@ type Member struct {
 
 // Health is the answer of /v1/agent/health.
 type Health struct {
-	OK     bool   `json:"ok"`
-	Role   string `json:"role,omitempty"`
-	Leader string `json:"leader,omitempty"`
+	OK      bool   `json:"ok"`
+	Role    string `json:"role,omitempty"`
+	Leader  string `json:"leader,omitempty"`
+	Version string `json:"version,omitempty"`
 }

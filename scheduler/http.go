@@ -957,5 +957,5 @@ func (s *Server) members(c echo.Context) error {
 
 func (s *Server) health(c echo.Context) error {
 	leader := s.raft.LeaderAddr()
-	return s.reply(c, http.StatusOK, 0, &api.Health{OK: leader != "", Role: gossip.RoleServer, Leader: leader})
+	return s.reply(c, http.StatusOK, 0, &api.Health{OK: leader != "", Role: gossip.RoleServer, Leader: leader, Version: Version})
 }
