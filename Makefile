@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 DATA_DIR  ?= /var/lib/berth
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test unit e2e bench lint demo fmt clean deps
+.PHONY: all build test unit e2e bench lint demo fmt clean deps gpu-check
 
 all: build
 
@@ -45,6 +45,12 @@ fmt:
 # the local busybox-static package and run a container.
 demo: build
 	./scripts/demo.sh
+
+# On a GPU host (as root): berth's GPU discovery next to nvidia-smi -L, then
+# containers run with --gpus 1 must see exactly one GPU. Fails clearly on a
+# host without GPUs.
+gpu-check: build
+	./scripts/gpu-check.sh
 
 clean:
 	rm -rf bin

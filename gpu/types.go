@@ -23,29 +23,29 @@ var (
 
 // Device is one GPU, or one MIG instance of a GPU (ParentUUID set).
 type Device struct {
-	Index             int    // NVML index; for a MIG instance, its parent's index
-	UUID              string // "GPU-…" or "MIG-…"
-	Model             string // "NVIDIA A100-SXM4-40GB"
-	MemoryTotalMiB    uint64
-	MemoryUsedMiB     uint64
-	ComputeCapability string // "8.0"
-	PCIBusID          string // "0000:07:00.0": lower case, 4-digit domain, the sysfs form
-	NUMANode          int    // -1 when unknown
-	Minor             int    // N of /dev/nvidiaN (the parent's for a MIG instance); -1 when unknown
-	DriverVersion     string // "550.54.15"
-	CUDAVersion       string // highest CUDA version the driver supports, "12.4"
-	PowerLimitMW      uint32 // power management limit in milliwatts; 0 when unknown
-	MIGEnabled        bool   // MIG mode is on (for a GPU)
+	Index             int    `json:"index"` // NVML index; for a MIG instance, its parent's index
+	UUID              string `json:"uuid"`  // "GPU-…" or "MIG-…"
+	Model             string `json:"model"` // "NVIDIA A100-SXM4-40GB"
+	MemoryTotalMiB    uint64 `json:"memory_total_mib"`
+	MemoryUsedMiB     uint64 `json:"memory_used_mib"`
+	ComputeCapability string `json:"compute_capability"` // "8.0"
+	PCIBusID          string `json:"pci_bus_id"`         // "0000:07:00.0": lower case, 4-digit domain, the sysfs form
+	NUMANode          int    `json:"numa_node"`          // -1 when unknown
+	Minor             int    `json:"minor"`              // N of /dev/nvidiaN (the parent's for a MIG instance); -1 when unknown
+	DriverVersion     string `json:"driver_version"`     // "550.54.15"
+	CUDAVersion       string `json:"cuda_version"`       // highest CUDA version the driver supports, "12.4"
+	PowerLimitMW      uint32 `json:"power_limit_mw"`     // power management limit in milliwatts; 0 when unknown
+	MIGEnabled        bool   `json:"mig_enabled"`        // MIG mode is on (for a GPU)
 
 	// MIG instances only.
-	MIGProfile        string // "1g.5gb", "1c.3g.20gb"
-	ParentUUID        string
-	GPUInstanceID     int
-	ComputeInstanceID int
+	MIGProfile        string `json:"mig_profile,omitempty"` // "1g.5gb", "1c.3g.20gb"
+	ParentUUID        string `json:"parent_uuid,omitempty"`
+	GPUInstanceID     int    `json:"gpu_instance_id"`
+	ComputeInstanceID int    `json:"compute_instance_id"`
 
-	NVLinkPeers []string // UUIDs of the GPUs reachable over NVLink
-	Healthy     bool
-	LastXid     uint64 // the critical Xid that made it unhealthy
+	NVLinkPeers []string `json:"nvlink_peers,omitempty"` // UUIDs of the GPUs reachable over NVLink
+	Healthy     bool     `json:"healthy"`
+	LastXid     uint64   `json:"last_xid,omitempty"` // the critical Xid that made it unhealthy
 }
 
 // Topology is the GPU↔GPU connection matrix `nvidia-smi topo -m` prints.
