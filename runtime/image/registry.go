@@ -372,6 +372,10 @@ type trackedImage struct {
 	bad map[string]error
 }
 
+// verifiesLayers: go-containerregistry's remote layers check each blob's
+// size and digest as they are read.
+func (t *trackedImage) verifiesLayers() bool { return true }
+
 func (t *trackedImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
 	l, err := t.Image.LayerByDigest(h)
 	if err != nil {
