@@ -115,11 +115,8 @@ func shortLayer(d string) string {
 
 // statusWord is docker's wording of a layer's status.
 func statusWord(s string) string {
-	switch s {
-	case "Done":
+	if s == "Done" {
 		return "Pull complete"
-	case "Preparing", "Pushing", "Pushed", "Waiting", "Downloading", "Already exists", "Layer already exists", "Pulling fs layer":
-		return s
 	}
 	return s
 }
