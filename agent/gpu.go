@@ -2,7 +2,10 @@ package agent
 
 import (
 	"errors"
+	"strconv"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/gpu"
@@ -111,4 +114,67 @@ func gpusToAPI(devs []gpu.Device) []api.GPUDevice {
 		})
 	}
 	return out
+}
+
+// GPUCollector exports this host's GPU samples as Prometheus metrics,
+// labelled by node and GPU UUID. Each scrape samples NVML (a few calls
+// per GPU). Register it on the registry the agent's metrics are served
+// from; without GPUs it exports nothing.
+func (a *Agent) GPUCollector() prometheus.Collector {
+	return &gpuCollector{a: a}
+}
+
+var (
+	gpuLabels       = []string{"node", "gpu", "index"}
+	descGPUUtil     = prometheus.NewDesc("berth_gpu_utilization_percent", "Percent of the last sample period a kernel ran on the GPU.", gpuLabels, nil)
+	descGPUMemUtil  = prometheus.NewDesc("berth_gpu_memory_utilization_percent", "Percent of the last sample period device memory was read or written.", gpuLabels, nil)
+	descGPUMemUsed  = prometheus.NewDesc("berth_gpu_memory_used_bytes", "Device memory in use.", gpuLabels, nil)
+	descGPUMemTotal = prometheus.NewDesc("berth_gpu_memory_total_bytes", "Device memory in all.", gpuLabels, nil)
+	descGPUPower    = prometheus.NewDesc("berth_gpu_power_watts", "Current power draw.", gpuLabels, nil)
+	descGPUTemp     = prometheus.NewDesc("berth_gpu_temperature_celsius", "GPU core temperature.", gpuLabels, nil)
+	descGPUHealthy  = prometheus.NewDesc("berth_gpu_healthy", "1 while no critical Xid error has been seen on the GPU.", gpuLabels, nil)
+)
+
+type gpuCollector struct{ a *Agent }
+
+// Describe implements prometheus.Collector.
+func (c *gpuCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descGPUUtil, descGPUMemUtil, descGPUMemUsed, descGPUMemTotal, descGPUPower, descGPUTemp, descGPUHealthy} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *gpuCollector) Collect(ch chan<- prometheus.Metric) {
+	g := c.a.gpu
+	if g == nil {
+		return
+	}
+	stats, err := g.disc.Stats()
+	if err != nil {
+		c.a.log.Debug("GPU stats", "err", err)
+		return
+	}
+	sick := g.disc.Unhealthy()
+	for _, s := range stats {
+		lv := []string{c.a.node.Name, s.UUID, strconv.Itoa(s.Index)}
+		healthy := 1.0
+		if _, bad := sick[s.UUID]; bad {
+			healthy = 0
+		}
+		for _, m := range []struct {
+			d *prometheus.Desc
+			v float64
+		}{
+			{descGPUUtil, float64(s.GPUUtilPercent)},
+			{descGPUMemUtil, float64(s.MemUtilPercent)},
+			{descGPUMemUsed, float64(s.MemoryUsedMiB) * (1 << 20)},
+			{descGPUMemTotal, float64(s.MemoryTotalMiB) * (1 << 20)},
+			{descGPUPower, float64(s.PowerMW) / 1000},
+			{descGPUTemp, float64(s.TemperatureC)},
+			{descGPUHealthy, healthy},
+		} {
+			ch <- prometheus.MustNewConstMetric(m.d, prometheus.GaugeValue, m.v, lv...)
+		}
+	}
 }

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/gpu"
@@ -150,5 +152,67 @@ func TestGPUXidReachesScheduler(t *testing.T) {
 	al := c.alloc("seven", "GPUs assigned", func(a *api.Allocation) bool { return len(a.GPUs) == 7 })
 	if slices.Contains(al.GPUs, bad.UUID) {
 		t.Errorf("the failed GPU was assigned: %v", al.GPUs)
+	}
+}
+
+func TestGPUCollector(t *testing.T) {
+	s := dgxa100.New()
+	for i, d := range s.Devices {
+		dev := d.(*server.Device)
+		dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+			return nvml.Utilization{Gpu: uint32(10 + i), Memory: 5}, nvml.SUCCESS
+		}
+		dev.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 250000, nvml.SUCCESS }
+		dev.MemoryInfo.Used = 1 << 30
+	}
+	disc := gpu.New(s)
+	bad := s.Devices[6].(*server.Device).UUID
+	disc.MarkUnhealthy(bad, 79)
+	a := &Agent{log: slog.New(slog.NewTextHandler(io.Discard, nil)), node: &api.Node{Name: "n1"}, gpu: &gpuState{disc: disc}}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(a.GPUCollector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]float64{} // metric → gpu → value
+	for _, mf := range mfs {
+		got[mf.GetName()] = map[string]float64{}
+		for _, m := range mf.GetMetric() {
+			var uuid string
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "gpu" {
+					uuid = l.GetValue()
+				}
+			}
+			got[mf.GetName()][uuid] = m.GetGauge().GetValue()
+		}
+	}
+	u3 := s.Devices[3].(*server.Device).UUID
+	for _, c := range []struct {
+		metric, gpu string
+		want        float64
+	}{
+		{"berth_gpu_utilization_percent", u3, 13},
+		{"berth_gpu_memory_utilization_percent", u3, 5},
+		{"berth_gpu_memory_used_bytes", u3, 1 << 30},
+		{"berth_gpu_memory_total_bytes", u3, 40960 << 20},
+		{"berth_gpu_power_watts", u3, 250},
+		{"berth_gpu_healthy", u3, 1},
+		{"berth_gpu_healthy", bad, 0},
+	} {
+		if v, ok := got[c.metric][c.gpu]; !ok || v != c.want {
+			t.Errorf("%s{gpu=%s} = %v (present %v), want %v", c.metric, c.gpu, v, ok, c.want)
+		}
+	}
+	if n := len(got["berth_gpu_utilization_percent"]); n != 8 {
+		t.Errorf("%d GPUs exported, want 8", n)
+	}
+
+	// Without GPUs nothing is exported.
+	reg = prometheus.NewPedanticRegistry()
+	reg.MustRegister((&Agent{node: &api.Node{}}).GPUCollector())
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("no GPUs: %d families, %v", len(mfs), err)
 	}
 }

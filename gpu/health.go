@@ -105,3 +105,14 @@ func (d *Discoverer) MarkUnhealthy(uuid string, xid uint64) {
 	d.sick[uuid] = xid
 	d.mu.Unlock()
 }
+
+// Unhealthy returns the devices marked unhealthy and the Xid of each.
+func (d *Discoverer) Unhealthy() map[string]uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]uint64, len(d.sick))
+	for u, x := range d.sick {
+		out[u] = x
+	}
+	return out
+}

@@ -30,3 +30,6 @@ func (d *Discoverer) Watch(ctx context.Context, onXid func(uuid string, xid uint
 
 // MarkUnhealthy does nothing.
 func (d *Discoverer) MarkUnhealthy(uuid string, xid uint64) {}
+
+// Unhealthy returns nothing.
+func (d *Discoverer) Unhealthy() map[string]uint64 { return nil }
