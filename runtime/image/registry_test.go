@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -354,6 +355,9 @@ type countingProxy struct {
 	mu   sync.Mutex
 	gets map[string]int
 	host string
+	// fail, when set, answers a request itself (true) instead of passing
+	// it on.
+	fail func(w http.ResponseWriter, r *http.Request) bool
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
@@ -361,10 +365,14 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 	cp := &countingProxy{gets: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cp.mu.Lock()
 		if r.Method == http.MethodGet {
-			cp.mu.Lock()
 			cp.gets[r.URL.Path]++
-			cp.mu.Unlock()
+		}
+		fail := cp.fail
+		cp.mu.Unlock()
+		if fail != nil && fail(w, r) {
+			return
 		}
 		rp.ServeHTTP(w, r)
 	}))
@@ -477,5 +485,77 @@ func TestPrune(t *testing.T) {
 	}
 	if _, err := s.Get("app:b"); err != nil {
 		t.Fatalf("the image in use was pruned: %v", err)
+	}
+}
+
+// TestInterruptedPullResumes fails one layer's download after the others
+// finished: a second pull fetches only that layer.
+func TestInterruptedPullResumes(t *testing.T) {
+	testutil.RequireRoot(t)
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	proxy := newCountingProxy(t, reg.URL())
+	src := newStore(t)
+	ref := proxy.host + "/resume/app:v1"
+	img := multiLayerImage(t, "resume")
+	if _, err := src.Add(context.Background(), img, ref); err != nil {
+		t.Fatal(err)
+	}
+	opts := PullOptions{RemoteOptions: RemoteOptions{InsecureRegistries: []string{proxy.host}}}
+	if err := src.Push(context.Background(), ref, PushOptions{RemoteOptions: opts.RemoteOptions}); err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	bad, _ := layers[1].Digest()
+	dst := newStore(t)
+	others := make(chan struct{}, len(layers))
+	ctx := WithProgress(context.Background(), func(ev ProgressEvent) {
+		if ev.Status == "Done" {
+			others <- struct{}{}
+		}
+	})
+	proxy.mu.Lock()
+	proxy.fail = func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/blobs/"+bad.String()) {
+			return false
+		}
+		// Fail only once the other layers are stored, as a connection
+		// lost late in a pull would.
+		for range len(layers) - 1 {
+			select {
+			case <-others:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"gone"}]}`, http.StatusNotFound)
+		return true
+	}
+	proxy.mu.Unlock()
+	if _, err := dst.Pull(ctx, ref, opts); err == nil {
+		t.Fatal("the pull succeeded without a layer")
+	}
+	proxy.mu.Lock()
+	proxy.fail = nil
+	clear(proxy.gets)
+	proxy.mu.Unlock()
+	n := unpackCount.Load()
+	var again events
+	if _, err := dst.Pull(again.ctx(), ref, opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := unpackCount.Load() - n; got != 1 {
+		t.Fatalf("the resumed pull unpacked %d layers, want only the missing one", got)
+	}
+	proxy.mu.Lock()
+	defer proxy.mu.Unlock()
+	for p, c := range proxy.gets {
+		if strings.Contains(p, "/blobs/sha256:") && !strings.HasSuffix(p, bad.String()) && c > 0 {
+			if cfg, _ := img.ConfigName(); strings.HasSuffix(p, cfg.String()) {
+				continue
+			}
+			t.Errorf("the resumed pull fetched %s again", p)
+		}
+	}
+	if again.count("Already exists") != len(layers)-1 {
+		t.Fatalf("resumed pull: %+v", again.evs)
 	}
 }
