@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -229,6 +230,18 @@ func FuzzParseLdconfig(f *testing.F) {
 			if !filepath.IsAbs(e.Path) || e.Name == "" {
 				t.Fatalf("bad entry %+v", e)
 			}
+		}
+	})
+}
+
+func FuzzParseInformation(f *testing.F) {
+	f.Add([]byte("Model: \t\t NVIDIA A100-SXM4-40GB\nGPU UUID: \t GPU-1234\nDevice Minor: \t 3\n"))
+	f.Add([]byte("Device Minor: -1\nGPU UUID:\n"))
+	f.Add([]byte("::::\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		uuid, minor := parseInformation(b)
+		if minor < -1 || (uuid != strings.TrimSpace(uuid)) {
+			t.Fatalf("parseInformation = %q, %d", uuid, minor)
 		}
 	})
 }
