@@ -9,8 +9,11 @@ package e2e
 // namespaces and the root namespace's bridge address.
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -193,4 +197,103 @@ func tailLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// partitionRules are the iptables rules that cut a host off: everything
+// in or out of its link to the bridge is dropped; loopback inside the host
+// keeps working.
+var partitionRules = [][]string{
+	{"INPUT", "-i", "eth0", "-j", "DROP"},
+	{"OUTPUT", "-o", "eth0", "-j", "DROP"},
+}
+
+func (tn *testNet) iptables(h *netHost, op string, rule []string) error {
+	args := append([]string{"--net=/run/netns/" + h.NS, "--", "iptables", "-w", op}, rule...)
+	out, err := exec.Command("nsenter", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("iptables %s %s on %s: %v: %s", op, strings.Join(rule, " "), h.Name, err, out)
+	}
+	return nil
+}
+
+// Partition cuts host h off from every other host and from the root
+// namespace, with iptables rules inside h's namespace (so no other
+// namespace is touched). Processes on h keep running and can still talk
+// to themselves over loopback.
+func (tn *testNet) Partition(h *netHost) {
+	tn.t.Helper()
+	if _, err := exec.LookPath("iptables"); err != nil {
+		tn.t.Skip("iptables is not installed: apt-get install iptables")
+	}
+	for _, r := range partitionRules {
+		if err := tn.iptables(h, "-I", r); err != nil {
+			tn.t.Fatal(err)
+		}
+	}
+}
+
+// Heal undoes Partition.
+func (tn *testNet) Heal(h *netHost) {
+	tn.t.Helper()
+	for _, r := range partitionRules {
+		if err := tn.iptables(h, "-D", r); err != nil {
+			tn.t.Fatal(err)
+		}
+	}
+}
+
+// Pause stops the process with SIGSTOP (the whole process group, so it
+// answers nothing, like a hung host); Resume continues it.
+func (tn *testNet) Pause(p *hostProc) { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Resume continues a paused process.
+func (tn *testNet) Resume(p *hostProc) { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT) }
+
+// Exited reports whether the process has exited.
+func (p *hostProc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop sends SIGTERM and waits up to 15s for the process to exit, then
+// kills it. It reports whether it exited on SIGTERM.
+func (tn *testNet) Stop(p *hostProc) bool {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(15 * time.Second):
+		tn.Kill(p)
+		return false
+	}
+}
+
+// CLIOn runs the berth CLI inside host h's namespace against addr, for a
+// host that Partition cut off from the root namespace.
+func (tn *testNet) CLIOn(h *netHost, addr string, timeout time.Duration, args ...string) CLIResult {
+	tn.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + h.NS, "--", tn.bin}, args...)...)
+	cmd.Env = append(os.Environ(), api.EnvAddr+"="+addr)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := CLIResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.Code = ee.ExitCode()
+		if ctx.Err() != nil {
+			res.Code = -1 // killed at the timeout
+		}
+	default:
+		tn.t.Fatalf("run berth %s on %s: %v", strings.Join(args, " "), h.Name, err)
+	}
+	return res
 }
