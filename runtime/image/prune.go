@@ -1,5 +1,17 @@
 package image
 
+import (
+	"errors"
+	"os"
+	"time"
+)
+
+// orphanAge is how long a layer no image uses must have been stored
+// before Prune deletes it. Layers of a pull that failed are kept (a
+// re-run reuses them) and so are those of an Add in another process that
+// has not committed its image yet.
+var orphanAge = time.Hour
+
 // PruneReport says what Prune removed.
 type PruneReport struct {
 	// Images are the IDs of the removed images.
@@ -26,8 +38,10 @@ func (s *Store) Prune(all bool, inUse func(id string) bool) (*PruneReport, error
 			rep.Images = append(rep.Images, id)
 		}
 	}
-	if len(rep.Images) == 0 {
-		return rep, nil
+	freed, err := s.sweepOrphans()
+	rep.SpaceReclaimed += freed
+	if err != nil || len(rep.Images) == 0 {
+		return rep, err
 	}
 	after, err := s.loadIndex()
 	if err != nil {
@@ -72,4 +86,48 @@ func blobSize(rec *imageRecord, d string) int64 {
 		}
 	}
 	return 0 // config and manifest: small, and their sizes are not recorded
+}
+
+// sweepOrphans deletes layers that no image uses, that no Add in this
+// process relies on, and that are older than orphanAge: what failed or
+// abandoned pulls left. It returns the bytes freed.
+func (s *Store) sweepOrphans() (int64, error) {
+	var gone []string
+	var freed int64
+	var blobs []blobRef
+	err := s.withIndex(func(idx *indexFile) (bool, error) {
+		used, usedB := usedLayers(idx), usedBlobs(idx)
+		for l, rec := range idx.Layers {
+			if used[l] || s.pins[l] > 0 {
+				continue
+			}
+			ct, err := changeTime(s.layerPath(l))
+			if err == nil && time.Since(ct) < orphanAge {
+				continue
+			}
+			delete(idx.Layers, l)
+			gone = append(gone, l)
+			if err == nil {
+				freed += rec.Size
+			}
+			if b := rec.Blob; b.Digest != "" && !usedB[b.Digest] && s.pins[b.Digest] == 0 {
+				blobs = append(blobs, b)
+			}
+		}
+		return len(gone) > 0, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range gone {
+		s.removeLayerDir(l)
+	}
+	for _, b := range blobs {
+		if err := os.Remove(s.blobPath(b.Digest)); err == nil {
+			freed += b.Size
+		} else if !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("removing blob", "blob", b.Digest, "err", err)
+		}
+	}
+	return freed, nil
 }

@@ -506,37 +506,65 @@ func TestInterruptedPullResumes(t *testing.T) {
 	}
 	layers, _ := img.Layers()
 	bad, _ := layers[1].Digest()
-	dst := newStore(t)
-	others := make(chan struct{}, len(layers))
-	ctx := WithProgress(context.Background(), func(ev ProgressEvent) {
-		if ev.Status == "Done" {
-			others <- struct{}{}
-		}
-	})
-	proxy.mu.Lock()
-	proxy.fail = func(w http.ResponseWriter, r *http.Request) bool {
-		if !strings.HasSuffix(r.URL.Path, "/blobs/"+bad.String()) {
-			return false
-		}
-		// Fail only once the other layers are stored, as a connection
-		// lost late in a pull would.
-		for range len(layers) - 1 {
-			select {
-			case <-others:
-			case <-time.After(10 * time.Second):
+	failedPull := func(dst *Store) {
+		t.Helper()
+		others := make(chan struct{}, len(layers))
+		ctx := WithProgress(context.Background(), func(ev ProgressEvent) {
+			if ev.Status == "Done" {
+				others <- struct{}{}
 			}
+		})
+		proxy.mu.Lock()
+		proxy.fail = func(w http.ResponseWriter, r *http.Request) bool {
+			if !strings.HasSuffix(r.URL.Path, "/blobs/"+bad.String()) {
+				return false
+			}
+			// Fail only once the other layers are stored, as a connection
+			// lost late in a pull would.
+			for range len(layers) - 1 {
+				select {
+				case <-others:
+				case <-time.After(10 * time.Second):
+				}
+			}
+			http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"gone"}]}`, http.StatusNotFound)
+			return true
 		}
-		http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"gone"}]}`, http.StatusNotFound)
-		return true
+		proxy.mu.Unlock()
+		if _, err := dst.Pull(ctx, ref, opts); err == nil {
+			t.Fatal("the pull succeeded without a layer")
+		}
+		proxy.mu.Lock()
+		proxy.fail = nil
+		clear(proxy.gets)
+		proxy.mu.Unlock()
 	}
-	proxy.mu.Unlock()
-	if _, err := dst.Pull(ctx, ref, opts); err == nil {
-		t.Fatal("the pull succeeded without a layer")
+
+	// Prune keeps a failed pull's layers for a while, then frees them.
+	orphans := newStore(t)
+	failedPull(orphans)
+	layerDirs := func() int {
+		ents, _ := os.ReadDir(filepath.Join(orphans.Root(), "layers", "sha256"))
+		return len(ents)
 	}
-	proxy.mu.Lock()
-	proxy.fail = nil
-	clear(proxy.gets)
-	proxy.mu.Unlock()
+	if layerDirs() != len(layers)-1 {
+		t.Fatalf("%d layers kept from the failed pull, want %d", layerDirs(), len(layers)-1)
+	}
+	if rep, err := orphans.Prune(false, nil); err != nil || rep.SpaceReclaimed != 0 || layerDirs() != len(layers)-1 {
+		t.Fatalf("prune took a fresh failed pull's layers: %+v %v", rep, err)
+	}
+	defer func(age time.Duration) { orphanAge = age }(orphanAge)
+	orphanAge = 0
+	if rep, err := orphans.Prune(false, nil); err != nil || rep.SpaceReclaimed <= 0 || layerDirs() != 0 {
+		t.Fatalf("prune of a failed pull's layers: %+v %v, %d left", rep, err, layerDirs())
+	}
+	if ents, _ := os.ReadDir(filepath.Join(orphans.Root(), "blobs", "sha256")); len(ents) != 0 {
+		t.Fatalf("blobs left after prune: %v", ents)
+	}
+	orphanAge = time.Hour
+
+	dst := newStore(t)
+	failedPull(dst)
 	n := unpackCount.Load()
 	var again events
 	if _, err := dst.Pull(again.ctx(), ref, opts); err != nil {

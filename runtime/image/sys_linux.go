@@ -5,6 +5,7 @@ package image
 import (
 	"errors"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,4 +32,15 @@ func lockFile(path string) (func(), error) {
 func processAlive(pid int) bool {
 	err := unix.Kill(pid, 0)
 	return err == nil || errors.Is(err, unix.EPERM)
+}
+
+// changeTime is when path's inode last changed (a rename into place sets
+// it, unlike the modification time, which unpacking restores from the
+// tar).
+func changeTime(path string) (time.Time, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(st.Ctim.Unix()), nil
 }
