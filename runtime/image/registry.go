@@ -261,7 +261,24 @@ func (s *Store) pull(ctx context.Context, r reference, want v1.Platform, opts Pu
 		}
 		return nil, registryError(err, r)
 	}
+	if desc.MediaType.IsIndex() {
+		if err := s.noteIndex(out.ID, desc.Digest.String()); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// noteIndex records that image id was taken from the index with digest d.
+func (s *Store) noteIndex(id, d string) error {
+	return s.withIndex(func(idx *indexFile) (bool, error) {
+		rec := idx.Images[id]
+		if rec == nil || slices.Contains(rec.IndexDigests, d) {
+			return false, nil
+		}
+		rec.IndexDigests = append(rec.IndexDigests, d)
+		return true, nil
+	})
 }
 
 // pickImage returns desc's image, choosing want's from an index.

@@ -235,6 +235,15 @@ func TestPullMultiArch(t *testing.T) {
 	if got.Digest != mustDigest(t, host) || got.Architecture != runtime.GOARCH {
 		t.Fatalf("pulled %s (%s), want the host's image %s", got.Digest, got.Architecture, mustDigest(t, host))
 	}
+	// Pulled by the index's digest, the image is found by it afterwards.
+	idxDigest, _ := idx.Digest()
+	byIndex := newStore(t)
+	if got, err := byIndex.Pull(context.Background(), reg.Host+"/multi/arch@"+idxDigest.String(), opts); err != nil || got.Digest != mustDigest(t, host) {
+		t.Fatalf("pull by index digest: %+v %v", got, err)
+	}
+	if got, err := byIndex.Get(reg.Host + "/multi/arch@" + idxDigest.String()); err != nil || got.Digest != mustDigest(t, host) {
+		t.Fatalf("get by index digest: %+v %v", got, err)
+	}
 	opts.Platform = "linux/" + other
 	if got, err = newStore(t).Pull(context.Background(), ref, opts); err != nil || got.Digest != mustDigest(t, alt) {
 		t.Fatalf("--platform linux/%s: %+v %v", other, got, err)

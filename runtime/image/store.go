@@ -74,6 +74,9 @@ type imageRecord struct {
 	ManifestMediaType string    `json:"manifestMediaType"`
 	Blobs             []blobRef `json:"blobs"` // per layer, same order as Layers
 	Added             time.Time `json:"added"`
+	// IndexDigests are the digests of multi-platform indexes this image
+	// was pulled from, so that "repo@sha256:INDEX" finds it.
+	IndexDigests []string `json:"indexDigests,omitempty"`
 }
 
 type layerRecord struct {
@@ -346,7 +349,7 @@ func resolve(idx *indexFile, ref string) (rec *imageRecord, name string, err err
 	if perr == nil {
 		if r.digest != "" {
 			for _, rec := range idx.Images {
-				if rec.Digest == r.digest {
+				if rec.Digest == r.digest || slices.Contains(rec.IndexDigests, r.digest) {
 					return rec, "", nil
 				}
 			}
