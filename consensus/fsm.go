@@ -118,6 +118,9 @@ func (f *FSM) apply(index uint64, t MessageType, body []byte) any {
 	if err != nil {
 		return err
 	}
+	if w.err == nil && len(w.allocNodes) > 0 {
+		w.err = rebuildNodeAllocs(txn, w.allocNodes)
+	}
 	if w.err != nil {
 		// A memdb insert failed: with a static schema and validated IDs
 		// this is a bug, and carrying on would diverge from the log.
@@ -135,11 +138,21 @@ type writer struct {
 	index   uint64
 	touched [len(tableOrder)]bool // per table, see mark
 	err     error                 // first insert/delete failure
+	// allocNodes are the nodes whose allocations this entry changed; their
+	// node_allocs rows are rebuilt before commit.
+	allocNodes map[string]bool
 }
 
 var tableOrder = [...]string{TableJobs, TableEvals, TableAllocs, TableNodes, TableSchedulerConfig}
 
 func (w *writer) insert(table string, obj any) {
+	if table == TableAllocs {
+		a := obj.(*api.Allocation)
+		w.allocNode(a.NodeID)
+		if old := w.alloc(a.ID); old != nil && old.NodeID != a.NodeID {
+			w.allocNode(old.NodeID)
+		}
+	}
 	if err := w.txn.Insert(table, obj); err != nil && w.err == nil {
 		w.err = fmt.Errorf("insert into %s: %w", table, err)
 	}
@@ -147,10 +160,21 @@ func (w *writer) insert(table string, obj any) {
 }
 
 func (w *writer) delete(table string, obj any) {
+	if table == TableAllocs {
+		w.allocNode(obj.(*api.Allocation).NodeID)
+	}
 	if err := w.txn.Delete(table, obj); err != nil && w.err == nil {
 		w.err = fmt.Errorf("delete from %s: %w", table, err)
 	}
 	w.mark(table)
+}
+
+// allocNode records that a node's allocations changed.
+func (w *writer) allocNode(id string) {
+	if w.allocNodes == nil {
+		w.allocNodes = map[string]bool{}
+	}
+	w.allocNodes[id] = true
 }
 
 // mark records that table changed, so its row in the index table gets this

@@ -214,8 +214,25 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 			return nil, fmt.Errorf("record %d (%s): %w", n, rec.T, err)
 		}
 	}
+	if err := rebuildAllNodeAllocs(txn); err != nil {
+		return nil, err
+	}
 	txn.Commit()
 	return db, nil
+}
+
+// rebuildAllNodeAllocs fills the derived node_allocs table of a restored
+// store.
+func rebuildAllNodeAllocs(txn *memdb.Txn) error {
+	it, err := txn.Get(TableAllocs, "id")
+	if err != nil {
+		return fmt.Errorf("read allocations: %w", err)
+	}
+	nodes := map[string]bool{}
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		nodes[obj.(*api.Allocation).NodeID] = true
+	}
+	return rebuildNodeAllocs(txn, nodes)
 }
 
 func unmarshal[T any](b []byte) (*T, error) {

@@ -57,9 +57,15 @@ func (s *StateSnapshot) Nodes() []*api.Node {
 	return list
 }
 
-// AllocsByNode returns a node's allocations, terminal ones included, sorted by ID.
+// AllocsByNode returns a node's allocations, terminal ones included, sorted
+// by ID. It is one lookup (the list is kept per node on every write), and
+// the slice is shared with the store: read it, never modify it.
 func (s *StateSnapshot) AllocsByNode(nodeID string) []*api.Allocation {
-	return mustRead(allocsBy(s.txn(), nil, "node", nodeID))
+	obj := mustRead(s.txn().First(tableNodeAllocs, "id", nodeID))
+	if obj == nil {
+		return nil
+	}
+	return obj.(*nodeAllocs).Allocs
 }
 
 // AllocsByJob returns a job's allocations, terminal ones included, sorted by ID.
