@@ -27,12 +27,13 @@ type Discoverer struct {
 	owned bool // Open initialised NVML and Close shuts it down
 	mu    sync.Mutex
 	sick  map[string]uint64 // UUID → Xid of devices marked unhealthy
+	last  map[int]Device    // each GPU as last read, for when it stops answering
 }
 
 // New returns a Discoverer over lib, which the caller has initialised
 // (go-nvml's mocks need no Init).
 func New(lib nvml.Interface) *Discoverer {
-	return &Discoverer{lib: lib, SysfsRoot: "/sys", WaitMillis: 1000, sick: map[string]uint64{}}
+	return &Discoverer{lib: lib, SysfsRoot: "/sys", WaitMillis: 1000, sick: map[string]uint64{}, last: map[int]Device{}}
 }
 
 // Open loads the host's libnvidia-ml, initialises NVML and returns a
@@ -145,15 +146,38 @@ func (d *Discoverer) scan() ([]gpuHandle, []Device, error) {
 	var migs []Device
 	for i := 0; i < n; i++ {
 		h, ret := d.lib.DeviceGetHandleByIndex(i)
-		if ret != nvml.SUCCESS {
-			return nil, nil, nvmlErr(fmt.Sprintf("handle of GPU %d", i), ret)
+		var dev *Device
+		err := nvmlErr(fmt.Sprintf("handle of GPU %d", i), ret)
+		if ret == nvml.SUCCESS {
+			dev, err = d.describe(i, h)
 		}
-		dev, err := d.describe(i, h)
 		if err != nil {
-			return nil, nil, err
+			// A GPU that fell off the bus (Xid 79) no longer answers. One
+			// seen before stays listed, unhealthy, so the scheduler knows
+			// it is gone rather than wondering where it went.
+			d.mu.Lock()
+			prev, seen := d.last[i]
+			if seen {
+				if _, sick := d.sick[prev.UUID]; !sick {
+					d.sick[prev.UUID] = 0
+				}
+			}
+			d.mu.Unlock()
+			if !seen {
+				return nil, nil, err
+			}
+			prev.NVLinkPeers = nil
+			dev, h = &prev, nil
+		} else {
+			dev.DriverVersion, dev.CUDAVersion = driver, cuda
+			d.mu.Lock()
+			d.last[i] = *dev
+			d.mu.Unlock()
 		}
-		dev.DriverVersion, dev.CUDAVersion = driver, cuda
 		gpus = append(gpus, gpuHandle{dev, h})
+		if h == nil {
+			continue
+		}
 		if dev.MIGEnabled {
 			ms, err := d.migDevices(dev, h)
 			if err != nil {

@@ -541,3 +541,54 @@ func TestStats(t *testing.T) {
 		t.Errorf("device 5 used %d MiB, want %d", devs[5].MemoryUsedMiB, 5<<10)
 	}
 }
+
+func TestGPULostStaysListedUnhealthy(t *testing.T) {
+	s := dgxa100.New()
+	d, fakes := fakeHost(t, s)
+	d.WaitMillis = 20
+	feed := wireEvents(s, fakes)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hits := make(chan string, 1)
+	go func() { _ = d.Watch(ctx, func(u string, _ uint64) { hits <- u }) }()
+	lost := fakes[5]
+	uuid := lost.UUID
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		feed.mu.Lock()
+		n := len(feed.registered) // Watch read the handles before registering
+		feed.mu.Unlock()
+		if n == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Watch did not register for events")
+		}
+	}
+	lost.GetUUIDFunc = func() (string, nvml.Return) { return "", nvml.ERROR_GPU_IS_LOST }
+	none := uint32(noInstance)
+	feed.ch <- nvml.EventData{Device: lost, EventType: nvml.EventTypeXidCriticalError, EventData: 79, GpuInstanceId: none, ComputeInstanceId: none}
+	select {
+	case u := <-hits:
+		if u != uuid {
+			t.Fatalf("Xid reported for %s, want the lost GPU %s", u, uuid)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no onXid for a GPU that no longer answers")
+	}
+	devs, err := d.Devices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 8 || devs[5].UUID != uuid || devs[5].Healthy || devs[5].LastXid != 79 {
+		t.Fatalf("lost GPU: %d devices, %+v", len(devs), devs[5])
+	}
+	for i, g := range devs {
+		if i != 5 && !g.Healthy {
+			t.Errorf("GPU %d unhealthy", i)
+		}
+	}
+	// A GPU never seen answering cannot be named: discovery fails.
+	if _, err := New(s).Devices(); !errors.Is(err, ErrNVML) {
+		t.Errorf("fresh discovery with a lost GPU: %v, want ErrNVML", err)
+	}
+}

@@ -82,8 +82,8 @@ func (d *Discoverer) Watch(ctx context.Context, onXid func(uuid string, xid uint
 		if e.EventType != nvml.EventTypeXidCriticalError || ignoredXids[e.EventData] || e.Device == nil {
 			continue
 		}
-		uuid, ret := e.Device.GetUUID()
-		if ret != nvml.SUCCESS {
+		uuid := deviceUUID(e.Device, gpus)
+		if uuid == "" {
 			continue
 		}
 		if e.GpuInstanceId != noInstance && e.ComputeInstanceId != noInstance {
@@ -115,4 +115,27 @@ func (d *Discoverer) Unhealthy() map[string]uint64 {
 		out[u] = x
 	}
 	return out
+}
+
+// deviceUUID names an event's GPU, by the handle discovery saw when the
+// GPU no longer answers (as after Xid 79).
+func deviceUUID(dev nvml.Device, gpus []gpuHandle) (uuid string) {
+	if optional(func() nvml.Return {
+		var r nvml.Return
+		uuid, r = dev.GetUUID()
+		return r
+	}) == nvml.SUCCESS {
+		return uuid
+	}
+	for _, g := range gpus {
+		same := false
+		optional(func() nvml.Return { // handles of an uncomparable type panic
+			same = g.h == dev
+			return nvml.SUCCESS
+		})
+		if same {
+			return g.dev.UUID
+		}
+	}
+	return ""
 }

@@ -91,8 +91,11 @@ func gpuTable(w io.Writer, devs []gpu.Device) error {
 			numa = strconv.Itoa(d.NUMANode)
 		}
 		health := "yes"
-		if !d.Healthy {
+		switch {
+		case !d.Healthy && d.LastXid != 0:
 			health = fmt.Sprintf("no (Xid %d)", d.LastXid)
+		case !d.Healthy:
+			health = "no (not answering)"
 		}
 		t.Row(d.Index, d.UUID, d.Model, mib(int(d.MemoryTotalMiB)), mig, d.PCIBusID, numa, len(d.NVLinkPeers), health)
 	}
