@@ -14,7 +14,15 @@
 //
 // A Discoverer is safe for concurrent use. Devices reads everything again
 // from NVML on each call (a few hundred calls on an 8-GPU host), except
-// health, which the Discoverer remembers from Watch.
+// health, which the Discoverer remembers from Watch. A GPU that stops
+// answering after it was first seen (it fell off the bus, Xid 79) stays
+// listed with its last known description, unhealthy. Optional NVML calls
+// that a driver, a GPU or a fake lacks (ERROR_NOT_SUPPORTED, or a go-nvml
+// mock method nobody set) leave their field at its "unknown" value.
+//
+// go-nvml needs cgo. A build without cgo, or with the nogpu tag, gets a
+// Discoverer whose Open reports ErrNoDriver, so the agent and the CLI
+// still build (and report zero GPUs).
 //
 // MIG: when a GPU has MIG mode on, each MIG device (a compute instance
 // inside a GPU instance) is reported as a device of its own with its own
@@ -33,7 +41,10 @@
 // read-only mounts of the driver's user-space libraries (found through the
 // ldconfig cache) and binaries, and NVIDIA_VISIBLE_DEVICES /
 // CUDA_VISIBLE_DEVICES, the way nvidia-container-toolkit's legacy mode
-// does. Host.Root makes it run against a fake host tree in tests.
+// does. A MIG instance gets its GPU's node plus the /dev/nvidia-caps nodes
+// of its GPU and compute instance (from /proc/driver/nvidia/capabilities).
+// Host.Root makes it run against a fake host tree in tests. The engine
+// prefers a CDI spec (/etc/cdi, /var/run/cdi) when one names the devices.
 //
 // The package imports only the standard library and go-nvml; the agent
 // converts Devices into api.GPUDevice and the engine converts Edits into
