@@ -79,7 +79,10 @@ func registryAccess(ref string, insecure bool) (*api.RegistryAuth, bool, error) 
 	}
 	a, err := image.ResolveAuth(cfg.Keychain(), ref)
 	if err != nil {
-		return nil, false, err
+		// A broken docker credential helper must not stop a pull of a
+		// public image: go on without credentials, and say so.
+		fmt.Fprintf(os.Stderr, "WARNING: no credentials for %s: %v\n", host, err)
+		return nil, insecure, nil
 	}
 	if a == nil {
 		return nil, insecure, nil
