@@ -1,0 +1,303 @@
+package network
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Errors returned by this package.
+var (
+	// ErrNotSupported: container networking needs Linux.
+	ErrNotSupported = errors.New("network: not supported on this platform (Linux only)")
+	// ErrBadSubnet: the subnet is not an IPv4 prefix this package can use.
+	ErrBadSubnet = errors.New("network: bad subnet")
+	// ErrSubnetInUse: the lease file holds leases of another subnet; remove
+	// those containers (or the file) before changing the subnet.
+	ErrSubnetInUse = errors.New("network: subnet changed while leases exist")
+	// ErrExhausted: every address of the subnet is leased; remove
+	// containers or use a larger subnet.
+	ErrExhausted = errors.New("network: no free address in the subnet")
+	// ErrCorrupt: a state file cannot be decoded.
+	ErrCorrupt = errors.New("network: state file is corrupt")
+	// ErrBadPort: a published port is malformed.
+	ErrBadPort = errors.New("network: bad published port")
+	// ErrNoFirewall: neither iptables nor iptables-legacy can list the nat
+	// table; install iptables.
+	ErrNoFirewall = errors.New("network: no working iptables binary (install iptables)")
+)
+
+// Defaults.
+const (
+	DefaultBridge = "berth0"
+	// DefaultSubnet is the node's bridge subnet when BERTH_BRIDGE_SUBNET is
+	// unset: podman's default pool, rarely routed on hosts.
+	DefaultSubnet = "10.88.0.0/24"
+	// SubnetEnv names the environment variable that overrides DefaultSubnet.
+	SubnetEnv = "BERTH_BRIDGE_SUBNET"
+)
+
+// Config describes one bridge network.
+type Config struct {
+	// DataDir holds the state: network/ (leases, endpoint records, the
+	// generated resolv.conf and hosts files) and netns/ (namespace files).
+	DataDir string
+	// Bridge is the bridge's name; default DefaultBridge.
+	Bridge string
+	// Subnet is the bridge's IPv4 prefix; default $BERTH_BRIDGE_SUBNET or
+	// DefaultSubnet.
+	Subnet string
+	// ResolvConf is the host's resolver file copied into containers;
+	// default /etc/resolv.conf.
+	ResolvConf string
+}
+
+// Port is one published port.
+type Port struct {
+	HostIP        string `json:"host_ip,omitempty"` // empty: every host address
+	HostPort      int    `json:"host_port"`
+	ContainerPort int    `json:"container_port"`
+	Protocol      string `json:"protocol,omitempty"` // tcp (default) or udp
+}
+
+// Request asks for one container's endpoint.
+type Request struct {
+	ID       string // container ID; names the endpoint
+	Name     string // container name, written to /etc/hosts
+	Hostname string // written to /etc/hosts
+	Ports    []Port
+}
+
+// Endpoint is a container's place on the network, as recorded on disk.
+type Endpoint struct {
+	ID       string `json:"id"`
+	Bridge   string `json:"bridge"`
+	Addr     string `json:"addr"`    // the container's address
+	Gateway  string `json:"gateway"` // the bridge's address
+	Prefix   int    `json:"prefix"`
+	HostVeth string `json:"host_veth"`
+	// Netns is the bind-mounted namespace file the container joins.
+	Netns string `json:"netns"`
+	Ports []Port `json:"ports,omitempty"`
+	// ResolvConf and Hosts are files to bind read-only onto the
+	// container's /etc/resolv.conf and /etc/hosts.
+	ResolvConf string `json:"resolv_conf"`
+	Hosts      string `json:"hosts"`
+}
+
+// Manager runs one bridge network on this node. Its methods are safe for
+// concurrent use by many goroutines; they change kernel state and write
+// files, so they block for a few milliseconds (more when iptables runs).
+type Manager struct {
+	cfg    Config
+	subnet netip.Prefix
+	ipam   *IPAM
+	mu     sync.Mutex // serialises endpoint records and the bridge's setup
+	sys    sysState   // kernel-side state, see network_linux.go
+}
+
+// New opens the network's state. It changes nothing in the kernel: the
+// bridge and its rules are made by the first Setup.
+func New(cfg Config) (*Manager, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("network: no data directory")
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = DefaultBridge
+	}
+	if len(cfg.Bridge) > 15 {
+		return nil, fmt.Errorf("network: bridge name %q is longer than 15 bytes", cfg.Bridge)
+	}
+	if cfg.Subnet == "" {
+		cfg.Subnet = os.Getenv(SubnetEnv)
+	}
+	if cfg.Subnet == "" {
+		cfg.Subnet = DefaultSubnet
+	}
+	if cfg.ResolvConf == "" {
+		cfg.ResolvConf = "/etc/resolv.conf"
+	}
+	p, err := netip.ParsePrefix(cfg.Subnet)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %v (set %s to a prefix such as %s)", ErrBadSubnet, cfg.Subnet, err, SubnetEnv, DefaultSubnet)
+	}
+	ipam, err := OpenIPAM(filepath.Join(cfg.DataDir, "network", cfg.Bridge+".leases.json"), p)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{endpointsDir(cfg), filesDir(cfg), filepath.Join(cfg.DataDir, "netns")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
+	}
+	return &Manager{cfg: cfg, subnet: ipam.Subnet(), ipam: ipam}, nil
+}
+
+// Bridge is the bridge's name.
+func (m *Manager) Bridge() string { return m.cfg.Bridge }
+
+// Subnet is the bridge's prefix.
+func (m *Manager) Subnet() netip.Prefix { return m.subnet }
+
+// Gateway is the bridge's own address, the containers' default route.
+func (m *Manager) Gateway() netip.Addr { return m.ipam.Gateway() }
+
+// IPAM is the network's address allocator.
+func (m *Manager) IPAM() *IPAM { return m.ipam }
+
+// Endpoint returns container id's recorded endpoint.
+func (m *Manager) Endpoint(id string) (*Endpoint, error) {
+	b, err := os.ReadFile(m.endpointPath(id))
+	if err != nil {
+		return nil, err
+	}
+	ep := &Endpoint{}
+	if err := json.Unmarshal(b, ep); err != nil {
+		return nil, fmt.Errorf("%w: endpoint %s: %v", ErrCorrupt, id, err)
+	}
+	return ep, nil
+}
+
+// Endpoints lists the IDs of the recorded endpoints.
+func (m *Manager) Endpoints() ([]string, error) {
+	ents, err := os.ReadDir(endpointsDir(m.cfg))
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	var ids []string
+	for _, e := range ents {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// Reconcile tears down every recorded endpoint whose container is not in
+// live; the agent calls it at start, so a crash between a container's
+// removal and its teardown leaks nothing. It returns the first error and
+// goes on with the rest.
+func (m *Manager) Reconcile(live []string) error {
+	keep := make(map[string]bool, len(live))
+	for _, id := range live {
+		keep[id] = true
+	}
+	ids, err := m.Endpoints()
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, id := range ids {
+		if keep[id] {
+			continue
+		}
+		if err := m.Teardown(id); err != nil && first == nil {
+			first = err
+		}
+	}
+	// Leases without a record (a crash between allocation and the record).
+	leases, err := m.ipam.Leases()
+	if err != nil && first == nil {
+		first = err
+	}
+	for _, l := range leases {
+		if !keep[l.Owner] {
+			if _, err := os.Stat(m.endpointPath(l.Owner)); errors.Is(err, os.ErrNotExist) {
+				if err := m.ipam.Release(l.Owner); err != nil && first == nil {
+					first = err
+				}
+			}
+		}
+	}
+	return first
+}
+
+// ValidatePorts checks published ports: ports 1-65535, tcp or udp, a host
+// IP that parses.
+func ValidatePorts(ports []Port) error {
+	for _, p := range ports {
+		if p.HostPort < 1 || p.HostPort > 65535 || p.ContainerPort < 1 || p.ContainerPort > 65535 {
+			return fmt.Errorf("%w: %d:%d: ports must be 1-65535", ErrBadPort, p.HostPort, p.ContainerPort)
+		}
+		switch p.Protocol {
+		case "", "tcp", "udp":
+		default:
+			return fmt.Errorf("%w: protocol %q: use tcp or udp", ErrBadPort, p.Protocol)
+		}
+		if p.HostIP != "" {
+			a, err := netip.ParseAddr(p.HostIP)
+			if err != nil || !a.Is4() {
+				return fmt.Errorf("%w: host IP %q: want an IPv4 address", ErrBadPort, p.HostIP)
+			}
+		}
+	}
+	return nil
+}
+
+func endpointsDir(cfg Config) string { return filepath.Join(cfg.DataDir, "network", "endpoints") }
+func filesDir(cfg Config) string     { return filepath.Join(cfg.DataDir, "network", "files") }
+
+func (m *Manager) endpointPath(id string) string {
+	return filepath.Join(endpointsDir(m.cfg), id+".json")
+}
+
+func (m *Manager) writeEndpoint(ep *Endpoint) error {
+	b, err := json.Marshal(ep)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(m.endpointPath(ep.ID), b)
+}
+
+// hostVethName derives a stable, 15-byte-safe interface name from the
+// container ID ("bv" and 12 hex digits of its hash).
+func hostVethName(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return "bv" + hex.EncodeToString(h[:6])
+}
+
+// resolvConf is the host's resolver file without loopback nameservers
+// (unreachable from a container's namespace).
+func resolvConf(host []byte) []byte {
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(host))
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if a, err := netip.ParseAddr(f[1]); err == nil && a.IsLoopback() {
+				continue
+			}
+		}
+		out.WriteString(line)
+		out.WriteByte('\n')
+	}
+	return out.Bytes()
+}
+
+// hostsFile is the container's /etc/hosts.
+func hostsFile(addr string, names ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	var uniq []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			uniq = append(uniq, n)
+		}
+	}
+	if addr != "" && len(uniq) > 0 {
+		fmt.Fprintf(&b, "%s\t%s\n", addr, strings.Join(uniq, " "))
+	}
+	return b.Bytes()
+}
