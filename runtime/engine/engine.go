@@ -42,6 +42,7 @@ type Engine struct {
 	Volumes    *volume.Store
 	metaDir    string
 	mu         sync.Mutex // serialises meta writes with volume acquire/release
+	net        *netState  // the bridge network (network.go)
 }
 
 // Open opens (creating if needed) the runtime state under dataDir:
@@ -67,7 +68,7 @@ func Open(dataDir string) (*Engine, error) {
 	if err := os.MkdirAll(metaDir, 0o700); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	return &Engine{Images: images, Containers: ctrs, Volumes: vols, metaDir: metaDir}, nil
+	return &Engine{Images: images, Containers: ctrs, Volumes: vols, metaDir: metaDir, net: openNetwork(dataDir, ctrs)}, nil
 }
 
 // TaskRequest asks for one task's container.

@@ -3,9 +3,50 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/runtime/container"
+	"github.com/berth-dev/berth/runtime/network"
 )
+
+// netState is the node's bridge network, or why it could not be opened
+// (then bridge mode fails with that reason and the other modes work).
+type netState struct {
+	bridge *network.Manager
+	err    error
+}
+
+// openNetwork opens the bridge network's state under dataDir (bridge
+// $BERTH_BRIDGE or berth0, subnet $BERTH_BRIDGE_SUBNET or 10.88.0.0/24)
+// and tears down the endpoints of containers that no longer exist, which a
+// crash between a container's removal and its network's teardown leaves.
+// It changes nothing else: the bridge is made by the first container that
+// needs it.
+func openNetwork(dataDir string, ctrs *container.Manager) *netState {
+	m, err := network.New(network.Config{DataDir: dataDir})
+	if err != nil {
+		return &netState{err: err}
+	}
+	if list, err := ctrs.List(); err == nil {
+		live := make([]string, 0, len(list))
+		for _, c := range list {
+			live = append(live, c.ID)
+		}
+		if err := m.Reconcile(live); err != nil {
+			slog.Warn("network: reconcile left something behind", "err", err)
+		}
+	}
+	return &netState{bridge: m}
+}
+
+// Network is the node's bridge network; nil when it could not be opened.
+func (e *Engine) Network() *network.Manager {
+	if e.net == nil {
+		return nil
+	}
+	return e.net.bridge
+}
 
 // setupNetwork prepares the container's network for mode (a task's
 // --network: "", bridge, none, host or a user network) and sets
@@ -13,19 +54,60 @@ import (
 // namespace. Published ports (req.Ports) are set up here too.
 func (e *Engine) setupNetwork(ctx context.Context, req *TaskRequest, spec *container.Spec) error {
 	switch req.Task.Network {
-	case "", "bridge", "none":
-		// Until the bridge network exists, the default is an empty
-		// namespace with only lo.
+	case "", "bridge":
+		if e.net == nil {
+			// An Engine not made by Open has no network state: its
+			// containers get an empty namespace with only lo.
+			spec.Network = "none"
+			return nil
+		}
+		if e.net.err != nil {
+			return fmt.Errorf("%w bridge: %w", ErrBadNetwork, e.net.err)
+		}
+		ep, err := e.net.bridge.Setup(ctx, network.Request{
+			ID: req.ID, Name: req.Name, Hostname: spec.Hostname, Ports: networkPorts(req.Ports),
+		})
+		if err != nil {
+			return err
+		}
+		spec.Network = ep.Netns
+		addFileMount(spec, ep.ResolvConf, "/etc/resolv.conf")
+		addFileMount(spec, ep.Hosts, "/etc/hosts")
+	case "none":
 		spec.Network = "none"
 	case "host":
 		spec.Network = "host"
 	default:
-		return fmt.Errorf("%w %q: use none or host", ErrBadNetwork, req.Task.Network)
+		return fmt.Errorf("%w %q: use bridge, none or host", ErrBadNetwork, req.Task.Network)
 	}
 	return nil
+}
+
+// addFileMount binds a generated file read-only unless the task mounts
+// something there itself.
+func addFileMount(spec *container.Spec, src, dst string) {
+	for _, m := range spec.Mounts {
+		if m.Destination == dst {
+			return
+		}
+	}
+	spec.Mounts = append(spec.Mounts, container.Mount{Type: "bind", Source: src, Destination: dst, ReadOnly: true})
+}
+
+func networkPorts(ps []api.AllocPort) []network.Port {
+	out := make([]network.Port, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, network.Port{HostIP: p.HostIP, HostPort: p.Value, ContainerPort: p.To, Protocol: p.Protocol})
+	}
+	return out
 }
 
 // teardownNetwork releases what setupNetwork made for container id
 // (addresses, veths, rules). It is called on removal and must succeed
 // when there is nothing to release.
-func (e *Engine) teardownNetwork(id string) error { return nil }
+func (e *Engine) teardownNetwork(id string) error {
+	if e.net == nil || e.net.bridge == nil {
+		return nil
+	}
+	return e.net.bridge.Teardown(id)
+}

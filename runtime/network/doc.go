@@ -5,7 +5,8 @@
 //
 // A Manager owns one bridge network. Setup makes a container's endpoint and
 // returns the path of its network namespace (a bind-mounted nsfs file under
-// DATA/netns/<id>) for the container's init to join; Teardown undoes it and
+// /run/berth/netns/<hash of the data directory>/<id>) for the container's
+// init to join; Teardown undoes it and
 // succeeds when nothing is left; Reconcile, called when the agent starts,
 // tears down every endpoint whose container no longer exists.
 //

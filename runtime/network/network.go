@@ -44,14 +44,23 @@ const (
 	DefaultSubnet = "10.88.0.0/24"
 	// SubnetEnv names the environment variable that overrides DefaultSubnet.
 	SubnetEnv = "BERTH_BRIDGE_SUBNET"
+	// DefaultNetnsDir is where namespace files are bind-mounted.
+	DefaultNetnsDir = "/run/berth/netns"
+	// BridgeEnv names the environment variable that overrides DefaultBridge.
+	BridgeEnv = "BERTH_BRIDGE"
 )
 
 // Config describes one bridge network.
 type Config struct {
-	// DataDir holds the state: network/ (leases, endpoint records, the
-	// generated resolv.conf and hosts files) and netns/ (namespace files).
+	// DataDir holds the state under network/: leases, endpoint records,
+	// the generated resolv.conf and hosts files.
 	DataDir string
-	// Bridge is the bridge's name; default DefaultBridge.
+	// NetnsDir holds the namespace files, one directory per data
+	// directory; default DefaultNetnsDir. It lies outside DataDir so that
+	// removing a data directory is never blocked by a mount; a directory
+	// whose data directory is gone is swept by the next New on the host.
+	NetnsDir string
+	// Bridge is the bridge's name; default $BERTH_BRIDGE or DefaultBridge.
 	Bridge string
 	// Subnet is the bridge's IPv4 prefix; default $BERTH_BRIDGE_SUBNET or
 	// DefaultSubnet.
@@ -99,6 +108,7 @@ type Endpoint struct {
 // files, so they block for a few milliseconds (more when iptables runs).
 type Manager struct {
 	cfg    Config
+	nsDir  string // this data directory's namespace files
 	subnet netip.Prefix
 	ipam   *IPAM
 	mu     sync.Mutex // serialises endpoint records and the bridge's setup
@@ -110,6 +120,9 @@ type Manager struct {
 func New(cfg Config) (*Manager, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("network: no data directory")
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = os.Getenv(BridgeEnv)
 	}
 	if cfg.Bridge == "" {
 		cfg.Bridge = DefaultBridge
@@ -126,6 +139,14 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = "/etc/resolv.conf"
 	}
+	if cfg.NetnsDir == "" {
+		cfg.NetnsDir = DefaultNetnsDir
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("network: data directory: %w", err)
+	}
+	cfg.DataDir = abs
 	p, err := netip.ParsePrefix(cfg.Subnet)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %v (set %s to a prefix such as %s)", ErrBadSubnet, cfg.Subnet, err, SubnetEnv, DefaultSubnet)
@@ -134,12 +155,18 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{endpointsDir(cfg), filesDir(cfg), filepath.Join(cfg.DataDir, "netns")} {
+	h := sha256.Sum256([]byte(cfg.DataDir))
+	nsDir := filepath.Join(cfg.NetnsDir, hex.EncodeToString(h[:8]))
+	for _, d := range []string{endpointsDir(cfg), filesDir(cfg), nsDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("network: %w", err)
 		}
 	}
-	return &Manager{cfg: cfg, subnet: ipam.Subnet(), ipam: ipam}, nil
+	if err := os.WriteFile(filepath.Join(nsDir, ownerFile), []byte(cfg.DataDir), 0o600); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	sweepNetns(cfg.NetnsDir)
+	return &Manager{cfg: cfg, nsDir: nsDir, subnet: ipam.Subnet(), ipam: ipam}, nil
 }
 
 // Bridge is the bridge's name.
@@ -245,6 +272,11 @@ func ValidatePorts(ports []Port) error {
 
 func endpointsDir(cfg Config) string { return filepath.Join(cfg.DataDir, "network", "endpoints") }
 func filesDir(cfg Config) string     { return filepath.Join(cfg.DataDir, "network", "files") }
+
+// ownerFile, in each directory under NetnsDir, names its data directory.
+const ownerFile = ".owner"
+
+func (m *Manager) netnsPath(id string) string { return filepath.Join(m.nsDir, id) }
 
 func (m *Manager) endpointPath(id string) string {
 	return filepath.Join(endpointsDir(m.cfg), id+".json")

@@ -49,7 +49,7 @@ func (m *Manager) Setup(ctx context.Context, req Request) (*Endpoint, error) {
 	ep := &Endpoint{
 		ID: req.ID, Bridge: m.cfg.Bridge, Addr: ip.String(), Gateway: m.Gateway().String(),
 		Prefix: m.subnet.Bits(), HostVeth: hostVethName(req.ID),
-		Netns: filepath.Join(m.cfg.DataDir, "netns", req.ID), Ports: req.Ports,
+		Netns: m.netnsPath(req.ID), Ports: req.Ports,
 		ResolvConf: filepath.Join(dir, "resolv.conf"), Hosts: filepath.Join(dir, "hosts"),
 	}
 	// The record comes first: from here on a crash leaves nothing that
@@ -112,7 +112,17 @@ func (m *Manager) setupLinks(ep *Endpoint) error {
 		PeerMTU:       uint32(m.sys.mtu),
 		PeerTxQLen:    -1,
 	}
-	if err := m.sys.nl.LinkAdd(veth); err != nil {
+	err = m.sys.nl.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) {
+		// The name comes from the container ID: a veth that has it is a
+		// stale one of this same container (its state was lost).
+		if old, lerr := m.sys.nl.LinkByName(ep.HostVeth); lerr == nil {
+			_ = m.sys.nl.LinkDel(old)
+		}
+		veth.Index = 0
+		err = m.sys.nl.LinkAdd(veth)
+	}
+	if err != nil {
 		return fmt.Errorf("network: create veth %s: %w", ep.HostVeth, err)
 	}
 	// With br_netfilter, a container's packet to its own published port
@@ -205,7 +215,7 @@ func (m *Manager) Teardown(id string) error {
 	}
 	if err != nil {
 		// A record that cannot be read still names its parts.
-		ep = &Endpoint{ID: id, HostVeth: hostVethName(id), Netns: filepath.Join(m.cfg.DataDir, "netns", id)}
+		ep = &Endpoint{ID: id, HostVeth: hostVethName(id), Netns: m.netnsPath(id)}
 	}
 	var errs []error
 	if len(ep.Ports) > 0 {
@@ -370,4 +380,31 @@ func (m *Manager) Remove() error {
 func LinkExists(name string) bool {
 	_, err := netlink.LinkByName(name)
 	return err == nil
+}
+
+// sweepNetns unmounts and removes the namespace files of data directories
+// that no longer exist (a test's temporary directory, a wiped node), whose
+// containers can never be removed through berth.
+func sweepNetns(root string) {
+	dirs, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, d := range dirs {
+		dir := filepath.Join(root, d.Name())
+		owner, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(string(owner)); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			_ = unix.Unmount(p, unix.MNT_DETACH)
+			_ = os.Remove(p)
+		}
+		_ = os.Remove(dir)
+	}
 }
