@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -O2 -Wno-deprecated-declarations
 DATA_DIR  ?= /var/lib/berth
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test unit e2e bench lint demo fmt clean deps gpu-check
+.PHONY: all build test unit e2e bench lint demo fmt clean deps chaos gpu-check
 
 all: build
 
@@ -29,6 +29,14 @@ unit:
 
 e2e: build
 	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) -tags e2e ./e2e/...
+
+# A randomized fault run (a few minutes) on a real cluster in network
+# namespaces: kills, pauses and partitions while a client submits and stops
+# jobs, then a check of the invariants and a summary. BERTH_CHAOS_DURATION
+# (default 2m) and BERTH_CHAOS_SEED tune it; a failed run's event log is
+# kept in e2e/out/.
+chaos: build
+	BERTH_CHAOS=1 BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -tags e2e -run '^TestChaos$$' ./e2e/
 
 bench: build
 	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./...
