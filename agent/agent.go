@@ -30,7 +30,10 @@ type Config struct {
 	Servers    []string          // server HTTP addresses (host:port) to register with
 	Gossip     *GossipConfig     // join the gossip pool to find servers; nil in dev mode
 	Labels     map[string]string // user labels, matched by ${node.label.KEY}
-	Logger     *slog.Logger
+	// InsecureRegistries (host:port) are pulled from over plain HTTP or
+	// unverified TLS (--insecure-registry).
+	InsecureRegistries []string
+	Logger             *slog.Logger
 }
 
 // Agent runs the containers the servers place on this node.
@@ -95,6 +98,7 @@ func New(cfg Config) (*Agent, error) {
 		st.Close()
 		return nil, err
 	}
+	eng.InsecureRegistries = cfg.InsecureRegistries
 	id, err := st.nodeID()
 	if err != nil {
 		st.Close()

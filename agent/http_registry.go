@@ -11,7 +11,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/berth-dev/berth/api"
-	"github.com/berth-dev/berth/runtime/engine"
 	"github.com/berth-dev/berth/runtime/image"
 )
 
@@ -52,8 +51,8 @@ func toImageAuth(a *api.RegistryAuth) *image.Auth {
 
 // remoteOptions are the node's own registry settings (its logins and
 // insecure registries) with the request's on top.
-func remoteOptions(insecure bool, auth *api.RegistryAuth) image.RemoteOptions {
-	o := engine.PullOptions().RemoteOptions
+func (a *Agent) remoteOptions(insecure bool, auth *api.RegistryAuth) image.RemoteOptions {
+	o := a.eng.PullOptions().RemoteOptions
 	o.Insecure = insecure
 	if a := toImageAuth(auth); !a.Empty() {
 		o.Auth = a
@@ -69,7 +68,7 @@ func (a *Agent) handleImagePull(c echo.Context) error {
 	if _, err := image.FullName(req.Ref); err != nil {
 		return err
 	}
-	opts := image.PullOptions{RemoteOptions: remoteOptions(req.Insecure, req.Auth), Platform: req.Platform}
+	opts := image.PullOptions{RemoteOptions: a.remoteOptions(req.Insecure, req.Auth), Platform: req.Platform}
 	ps := newProgressStream(c)
 	ctx := image.WithProgress(c.Request().Context(), ps.progress)
 	img, err := a.eng.Images.Pull(ctx, req.Ref, opts)
@@ -92,7 +91,7 @@ func (a *Agent) handleImagePush(c echo.Context) error {
 	if _, err := a.eng.Images.Get(req.Ref); err != nil {
 		return err
 	}
-	opts := image.PushOptions{RemoteOptions: remoteOptions(req.Insecure, req.Auth)}
+	opts := image.PushOptions{RemoteOptions: a.remoteOptions(req.Insecure, req.Auth)}
 	ps := newProgressStream(c)
 	ctx := image.WithProgress(c.Request().Context(), ps.progress)
 	if err := a.eng.Images.Push(ctx, req.Ref, opts); err != nil {

@@ -27,6 +27,7 @@ type agentFlags struct {
 	nodeName   string
 	datacenter string
 	labels     []string
+	insecure   []string
 	configFile string
 }
 
@@ -95,6 +96,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.nodeName, "node-name", "", "node name (default: the host name)")
 	cmd.Flags().StringVar(&f.datacenter, "datacenter", "dc1", "datacenter of this node")
 	cmd.Flags().StringArrayVar(&f.labels, "label", nil, "node label k=v, matched by ${node.label.k} (repeatable)")
+	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP or unverified TLS (repeatable; also $BERTH_INSECURE_REGISTRIES)")
 }
 
 func (f *agentFlags) config() (agent.Config, error) {
@@ -116,5 +118,6 @@ func (f *agentFlags) config() (agent.Config, error) {
 	return agent.Config{
 		NodeName: f.nodeName, DataDir: f.dataDir, Datacenter: f.datacenter, BindAddr: f.bind,
 		HTTPPort: port, Servers: f.servers, Labels: labels, Logger: roleLogger(),
+		InsecureRegistries: f.insecure,
 	}, nil
 }

@@ -40,6 +40,9 @@ type Engine struct {
 	Images     *image.Store
 	Containers *container.Manager
 	Volumes    *volume.Store
+	// InsecureRegistries are registries (host:port) reached over plain
+	// HTTP or with unverified TLS; set before use.
+	InsecureRegistries []string
 	metaDir    string
 	mu         sync.Mutex // serialises meta writes with volume acquire/release
 	net        *netState  // the bridge network (network.go)

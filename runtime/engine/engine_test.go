@@ -91,3 +91,19 @@ func TestResources(t *testing.T) {
 		t.Errorf("zero request gave limits: %+v", z)
 	}
 }
+
+func TestPullOptionsIncludeConfiguredInsecureRegistries(t *testing.T) {
+	t.Setenv("BERTH_INSECURE_REGISTRIES", "env.example:5000")
+	t.Setenv("BERTH_CONFIG", t.TempDir()+"/none.json")
+	e := &Engine{InsecureRegistries: []string{"127.0.0.1:5000"}}
+	got := e.PullOptions().InsecureRegistries
+	want := map[string]bool{"env.example:5000": true, "127.0.0.1:5000": true}
+	if len(got) != len(want) {
+		t.Fatalf("insecure registries %v, want %v", got, want)
+	}
+	for _, r := range got {
+		if !want[r] {
+			t.Fatalf("insecure registries %v, want %v", got, want)
+		}
+	}
+}

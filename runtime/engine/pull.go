@@ -33,10 +33,11 @@ func (e *Engine) resolveImage(ctx context.Context, ref string) (*image.Image, er
 // PullOptions returns the registry options the agent uses for the pulls
 // it makes on its own: credentials from the agent host's berth config
 // ($BERTH_CONFIG or ~/.berth/config.json) and then its docker config, and
-// the insecure registries that config and BERTH_INSECURE_REGISTRIES list.
-func PullOptions() image.PullOptions {
+// the insecure registries that config, BERTH_INSECURE_REGISTRIES and the
+// engine's InsecureRegistries (--insecure-registry) list.
+func (e *Engine) PullOptions() image.PullOptions {
 	var opts image.PullOptions
-	opts.InsecureRegistries = image.InsecureRegistriesFromEnv()
+	opts.InsecureRegistries = append(image.InsecureRegistriesFromEnv(), e.InsecureRegistries...)
 	if cfg, err := image.LoadClientConfig(""); err == nil {
 		opts.Keychain = cfg.Keychain()
 		opts.InsecureRegistries = append(opts.InsecureRegistries, cfg.InsecureRegistries...)
@@ -51,7 +52,7 @@ func PullOptions() image.PullOptions {
 // A failed pull wraps both ErrImageNotFound and the registry's error.
 func (e *Engine) pullImage(ctx context.Context, ref string) (*image.Image, error) {
 	start := time.Now()
-	img, err := e.Images.Pull(ctx, ref, PullOptions())
+	img, err := e.Images.Pull(ctx, ref, e.PullOptions())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
