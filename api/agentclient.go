@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -55,7 +54,7 @@ func NewAgentClient(serverAddr, node string) (*AgentClient, error) {
 	if serverAddr == "" {
 		serverAddr = DefaultAddr
 	}
-	addr, err := agentServerAddr(serverAddr)
+	addr, err := normalizeAddr(serverAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -70,27 +69,6 @@ func NewAgentClient(serverAddr, node string) (*AgentClient, error) {
 		http: &http.Client{Transport: tr},
 		ctx:  context.Background(),
 	}, nil
-}
-
-func agentServerAddr(addr string) (string, error) {
-	addr = strings.TrimSpace(addr)
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		return "", fmt.Errorf("%w %q: %v; use http://HOST:PORT", ErrBadAddress, addr, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("%w %q: scheme must be http or https", ErrBadAddress, addr)
-	}
-	if u.Host == "" {
-		return "", fmt.Errorf("%w %q: no host; use http://HOST:PORT", ErrBadAddress, addr)
-	}
-	if u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), "9470")
-	}
-	return u.Scheme + "://" + u.Host + strings.TrimRight(u.Path, "/"), nil
 }
 
 // Address is the server URL the client goes through.

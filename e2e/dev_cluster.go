@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,35 +56,6 @@ func berthBin(t testing.TB) string {
 	return bin
 }
 
-// devFreePorts picks n distinct free loopback TCP ports (free for UDP too,
-// for the gossip port).
-func devFreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var out []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			l.Close()
-			continue
-		}
-		u.Close()
-		ls = append(ls, l)
-		out = append(out, p)
-	}
-	return out
-}
-
 // StartDev starts `berth dev` on fresh ports with a fresh data directory
 // and waits until its node is ready. Cleanup removes every container's job
 // and stops it.
@@ -96,7 +66,7 @@ func StartDev(t testing.TB) *Dev {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := devFreePorts(t, 4)
+	p := freePorts(t, 4)
 	d := &Dev{t: t, Bin: bin, DataDir: dir, Ports: DevPorts{HTTP: p[0], Raft: p[1], Gossip: p[2], Agent: p[3]}}
 	d.Addr = fmt.Sprintf("http://127.0.0.1:%d", d.Ports.HTTP)
 	t.Cleanup(d.cleanup)
@@ -389,7 +359,7 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // until the server lists it ready. Cleanup stops it.
 func (d *Dev) StartAgent(name string) {
 	d.t.Helper()
-	p := devFreePorts(d.t, 2)
+	p := freePorts(d.t, 2)
 	dir := filepath.Join(d.DataDir, "agent-"+name)
 	logf, err := os.Create(filepath.Join(d.DataDir, "agent-"+name+".log"))
 	if err != nil {

@@ -397,47 +397,57 @@ func newImageInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := []*api.ImageInspect{}
-			var missing []string
-			for _, ref := range args {
-				found := false
-				var lastErr error
-				for _, t := range ts {
-					ii, err := t.Agent.Image(ref)
-					if err != nil {
-						if !api.IsNotFound(err) {
-							lastErr = nodeErr(ts, t, err)
-						}
-						continue
-					}
-					if ii.Node == "" {
-						ii.Node = t.name()
-					}
-					found = true
-					out = append(out, ii)
+			return inspectOnNodes(cmd, ts, args, "image", func(t nodeTarget, ref string) (*api.ImageInspect, error) {
+				ii, err := t.Agent.Image(ref)
+				if err == nil && ii.Node == "" {
+					ii.Node = t.name()
 				}
-				if !found {
-					if lastErr == nil {
-						lastErr = fmt.Errorf("no such image: %s", ref)
-					}
-					missing = append(missing, lastErr.Error())
-				}
-			}
-			if err := writeJSON(cmd.OutOrStdout(), out); err != nil {
-				return err
-			}
-			for _, m := range missing {
-				fmt.Fprintln(cmd.ErrOrStderr(), "Error:", m)
-			}
-			if len(missing) > 0 {
-				return exitError{1}
-			}
-			return nil
+				return ii, err
+			})
 		},
 	}
 	addNodeFlag(cmd, "node to look on (default: every ready node)")
 	addAddressFlag(cmd)
 	return cmd
+}
+
+// inspectOnNodes prints, as one JSON array, what get finds for each ref on
+// each target node (one entry per node that has it), and names the refs
+// found nowhere on stderr with exit status 1, as docker inspect does.
+func inspectOnNodes[T any](cmd *cobra.Command, ts []nodeTarget, refs []string, kind string, get func(nodeTarget, string) (T, error)) error {
+	out := []T{}
+	var missing []string
+	for _, ref := range refs {
+		found := false
+		var lastErr error
+		for _, t := range ts {
+			v, err := get(t, ref)
+			if err != nil {
+				if !api.IsNotFound(err) {
+					lastErr = nodeErr(ts, t, err)
+				}
+				continue
+			}
+			found = true
+			out = append(out, v)
+		}
+		if !found {
+			if lastErr == nil {
+				lastErr = fmt.Errorf("no such %s: %s", kind, ref)
+			}
+			missing = append(missing, lastErr.Error())
+		}
+	}
+	if err := writeJSON(cmd.OutOrStdout(), out); err != nil {
+		return err
+	}
+	for _, m := range missing {
+		fmt.Fprintln(cmd.ErrOrStderr(), "Error:", m)
+	}
+	if len(missing) > 0 {
+		return exitError{1}
+	}
+	return nil
 }
 
 func newImageRmCmd() *cobra.Command {

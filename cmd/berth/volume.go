@@ -171,42 +171,13 @@ func newVolumeInspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := []*api.Volume{}
-			var missing []string
-			for _, name := range args {
-				found := false
-				var lastErr error
-				for _, t := range ts {
-					v, err := t.Agent.Volume(name)
-					if err != nil {
-						if !api.IsNotFound(err) {
-							lastErr = nodeErr(ts, t, err)
-						}
-						continue
-					}
-					if v.Node == "" {
-						v.Node = t.name()
-					}
-					found = true
-					out = append(out, v)
+			return inspectOnNodes(cmd, ts, args, "volume", func(t nodeTarget, name string) (*api.Volume, error) {
+				v, err := t.Agent.Volume(name)
+				if err == nil && v.Node == "" {
+					v.Node = t.name()
 				}
-				if !found {
-					if lastErr == nil {
-						lastErr = fmt.Errorf("no such volume: %s", name)
-					}
-					missing = append(missing, lastErr.Error())
-				}
-			}
-			if err := writeJSON(cmd.OutOrStdout(), out); err != nil {
-				return err
-			}
-			for _, m := range missing {
-				fmt.Fprintln(cmd.ErrOrStderr(), "Error:", m)
-			}
-			if len(missing) > 0 {
-				return exitError{1}
-			}
-			return nil
+				return v, err
+			})
 		},
 	}
 	addNodeFlag(cmd, "node to look on (default: every ready node)")
