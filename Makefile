@@ -33,7 +33,7 @@ e2e: build
 # A randomized fault run (a few minutes) on a real cluster in network
 # namespaces: kills, pauses and partitions while a client submits and stops
 # jobs, then a check of the invariants and a summary. BERTH_CHAOS_DURATION
-# (default 2m) and BERTH_CHAOS_SEED tune it; a failed run's event log is
+# (default 3m) and BERTH_CHAOS_SEED tune it; a failed run's event log is
 # kept in e2e/out/.
 chaos: build
 	BERTH_CHAOS=1 BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m -tags e2e -run '^TestChaos$$' ./e2e/

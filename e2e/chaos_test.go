@@ -51,7 +51,7 @@ func TestChaos(t *testing.T) {
 	if os.Getenv("BERTH_CHAOS") == "" {
 		t.Skip("the randomized fault run takes minutes: run `make chaos` (sets BERTH_CHAOS=1)")
 	}
-	dur := 2 * time.Minute
+	dur := 3 * time.Minute
 	if s := os.Getenv("BERTH_CHAOS_DURATION"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
