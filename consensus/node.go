@@ -166,6 +166,10 @@ func Open(cfg Config) (*Node, error) {
 	rc.ElectionTimeout = orDefault(cfg.ElectionTimeout, DefaultElectionTimeout)
 	rc.LeaderLeaseTimeout = orDefault(cfg.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
 	rc.CommitTimeout = orDefault(cfg.CommitTimeout, DefaultCommitTimeout)
+	// Concurrent Apply calls (HTTP writes, the plan applier's pipelined
+	// commits) queue without blocking one another, and the leader takes
+	// up to MaxAppendEntries of them into one disk write.
+	rc.BatchApplyCh = true
 	if cfg.SnapshotThreshold != 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}

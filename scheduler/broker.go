@@ -11,13 +11,22 @@ import (
 )
 
 // EvalBroker hands evaluations to workers in priority order (higher
-// Priority first, then first-in first-out) with at-least-once delivery:
+// Priority first, then earliest virtual deadline first) with at-least-once
+// delivery:
 // a dequeued evaluation must be Acked, or it is delivered again after a
 // Nack or once its deadline passes (see RedeliverExpired).
 //
 // At most one evaluation per job is out at a time (ready or unacked);
 // others for the same job wait until it is acked, so two workers never
 // reconcile the same job concurrently.
+//
+// Within a priority, an evaluation's virtual deadline is the time it was
+// enqueued plus its cost (see SetCost) times costUnit: a small job (one
+// copy) goes ahead of a large one enqueued less than the difference
+// before it, so a count=1 job is not stuck behind a queue of bulk jobs,
+// while a large job waits at most its own cost longer than plain FIFO
+// would make it (no starvation). Without a cost function every cost is
+// zero and the order is first-in first-out.
 //
 // All methods are safe for concurrent use. Dequeue blocks; the rest do not.
 // Time is an input: Dequeue and RedeliverExpired take the current time so
@@ -34,7 +43,18 @@ type EvalBroker struct {
 	waiting   map[string][]*api.Evaluation // job ID → evals waiting for the busy one
 	wake      chan struct{}
 	delivered map[string]int // eval ID → deliveries so far
+	cost      func(*api.Evaluation) int
+	now       func() time.Time
+	waited    func(time.Duration) // metrics hook: enqueue → dequeue; may be nil
 }
+
+// costUnit is how much later an evaluation's virtual deadline is per unit
+// of cost (one allocation asked for).
+const costUnit = time.Millisecond
+
+// maxCostDelay caps the head start that cheaper evaluations get over an
+// expensive one.
+const maxCostDelay = 2 * time.Second
 
 type unacked struct {
 	eval     *api.Evaluation
@@ -43,8 +63,10 @@ type unacked struct {
 }
 
 type queued struct {
-	eval *api.Evaluation
-	seq  uint64
+	eval     *api.Evaluation
+	deadline int64 // virtual deadline, unix nanoseconds
+	seq      uint64
+	since    time.Time // when it became ready
 }
 
 type evalHeap []queued
@@ -53,6 +75,9 @@ func (h evalHeap) Len() int { return len(h) }
 func (h evalHeap) Less(i, j int) bool {
 	if h[i].eval.Priority != h[j].eval.Priority {
 		return h[i].eval.Priority > h[j].eval.Priority
+	}
+	if h[i].deadline != h[j].deadline {
+		return h[i].deadline < h[j].deadline
 	}
 	return h[i].seq < h[j].seq
 }
@@ -69,9 +94,19 @@ func (h *evalHeap) Pop() any {
 // NewEvalBroker returns a disabled broker whose deliveries expire after
 // timeout unless acked.
 func NewEvalBroker(timeout time.Duration) *EvalBroker {
-	b := &EvalBroker{timeout: timeout, wake: make(chan struct{})}
+	b := &EvalBroker{timeout: timeout, wake: make(chan struct{}), now: time.Now}
 	b.reset()
 	return b
+}
+
+// SetCost sets the function that estimates an evaluation's work (the
+// server passes the number of allocations its job asks for). It is called
+// under the broker's lock, once per enqueue, and must not call the broker.
+// Call it before the broker is used.
+func (b *EvalBroker) SetCost(cost func(*api.Evaluation) int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cost = cost
 }
 
 func (b *EvalBroker) reset() {
@@ -131,7 +166,12 @@ func (b *EvalBroker) Enqueue(evals ...*api.Evaluation) {
 func (b *EvalBroker) push(e *api.Evaluation) {
 	b.seq++
 	b.jobBusy[e.JobID] = e.ID
-	heap.Push(&b.ready, queued{eval: e, seq: b.seq})
+	now := b.now()
+	deadline := now.UnixNano()
+	if b.cost != nil {
+		deadline += int64(min(time.Duration(max(b.cost(e), 0))*costUnit, maxCostDelay))
+	}
+	heap.Push(&b.ready, queued{eval: e, deadline: deadline, seq: b.seq, since: now})
 }
 
 // Dequeue blocks until an evaluation is ready and returns it with a token
@@ -149,7 +189,11 @@ func (b *EvalBroker) Dequeue(ctx context.Context) (*api.Evaluation, string, erro
 			b.delivered[q.eval.ID]++
 			tok := fmt.Sprintf("%s/%d", q.eval.ID, b.delivered[q.eval.ID])
 			b.unack[q.eval.ID] = &unacked{eval: q.eval, token: tok, deadline: time.Now().Add(b.timeout)}
+			waited := b.waited
 			b.mu.Unlock()
+			if waited != nil {
+				waited(b.now().Sub(q.since))
+			}
 			return q.eval, tok, nil
 		}
 		wake := b.wake
@@ -203,10 +247,13 @@ func (b *EvalBroker) Nack(evalID, token string) error {
 	return nil
 }
 
+// requeue makes an unacked evaluation ready again. It has waited its
+// turn already, so it gets no cost delay.
 func (b *EvalBroker) requeue(u *unacked) {
 	delete(b.unack, u.eval.ID)
 	b.seq++
-	heap.Push(&b.ready, queued{eval: u.eval, seq: b.seq})
+	now := b.now()
+	heap.Push(&b.ready, queued{eval: u.eval, deadline: now.UnixNano(), seq: b.seq, since: now})
 }
 
 // Touch extends an outstanding evaluation's deadline, for a worker that is

@@ -251,3 +251,50 @@ func TestBlockedEvals(t *testing.T) {
 		t.Fatal("eval blocked on the newest snapshot is stale")
 	}
 }
+
+// brokerStep enqueues an evaluation of job at ms milliseconds.
+type brokerStep struct {
+	at  int
+	job string
+}
+
+func TestBrokerCheapEvalsOvertakeRecentExpensiveOnes(t *testing.T) {
+	cost := map[string]int{"bulk": 50, "probe": 1, "probe2": 1, "huge": 1_000_000}
+	tests := []struct {
+		name  string
+		steps []brokerStep
+		want  []string
+	}{
+		{"a small job overtakes a bulk job enqueued just before it",
+			[]brokerStep{{0, "bulk"}, {10, "probe"}}, []string{"probe", "bulk"}},
+		{"a bulk job enqueued long enough before stays ahead",
+			[]brokerStep{{0, "bulk"}, {60, "probe"}}, []string{"bulk", "probe"}},
+		{"equal costs stay first-in first-out",
+			[]brokerStep{{0, "probe"}, {0, "probe2"}}, []string{"probe", "probe2"}},
+		{"the head start is capped, so a huge job is not starved",
+			[]brokerStep{{0, "huge"}, {int(maxCostDelay/time.Millisecond) + 1, "probe"}}, []string{"huge", "probe"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Unix(1000, 0)
+			now := start
+			b := NewEvalBroker(time.Minute)
+			b.now = func() time.Time { return now }
+			b.SetCost(func(e *api.Evaluation) int { return cost[e.JobID] })
+			b.SetEnabled(true)
+			for _, s := range tc.steps {
+				now = start.Add(time.Duration(s.at) * time.Millisecond)
+				b.Enqueue(ev(s.job+"-eval", s.job, 50))
+			}
+			for _, want := range tc.want {
+				e, tok := dequeueNow(t, b)
+				if e.JobID != want {
+					t.Fatalf("got %s, want %s", e.JobID, want)
+				}
+				if err := b.Ack(e.ID, tok); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

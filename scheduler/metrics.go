@@ -19,6 +19,8 @@ type metrics struct {
 	heartbeats  prometheus.Counter
 	nodesDown   prometheus.Counter
 	forwarded   prometheus.Counter
+	evalWait    prometheus.Histogram
+	evalTime    prometheus.Histogram
 	placed      atomic.Uint64 // placements, readable without a scrape (benchmarks)
 }
 
@@ -38,10 +40,16 @@ func newMetrics(s *Server) *metrics {
 			Name: "berth_heartbeats_total", Help: "Node heartbeats received by the leader."}),
 		nodesDown: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_nodes_down_total", Help: "Nodes marked down (missed heartbeat TTL or failed in gossip)."}),
+		evalWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "berth_eval_wait_seconds", Help: "Time an evaluation waited in the broker before a worker took it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		evalTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "berth_eval_seconds", Help: "Time a worker spent on one evaluation (planning and committing).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_http_forwarded_total", Help: "Writes forwarded from this follower to the leader."}),
 	}
-	m.reg.MustRegister(m.placements, m.planApply, m.planRefused, m.evals, m.heartbeats, m.nodesDown, m.forwarded,
+	m.reg.MustRegister(m.placements, m.planApply, m.planRefused, m.evals, m.heartbeats, m.nodesDown, m.forwarded, m.evalWait, m.evalTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_raft_leader", Help: "1 if this server is the Raft leader."},
 			func() float64 {

@@ -131,6 +131,27 @@ func (a *planApplier) view() planState {
 	return &inflightView{base: st, extra: extra}
 }
 
+// overlay calls take (which takes a state snapshot) and returns, per node,
+// the placements of plans still being committed, read under the same lock
+// as view. A worker plans on the snapshot plus these, so it does not pick
+// capacity that an earlier plan is already committing and have its plan
+// refused for it.
+func (a *planApplier) overlay(take func()) map[string][]*api.Allocation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	take()
+	if len(a.inflight) == 0 {
+		return nil
+	}
+	extra := map[string][]*api.Allocation{}
+	for _, allocs := range a.inflight {
+		for _, al := range allocs {
+			extra[al.NodeID] = append(extra[al.NodeID], al)
+		}
+	}
+	return extra
+}
+
 func (a *planApplier) apply(ctx context.Context, r *planRequest) {
 	start := time.Now()
 	allocs, refused := verifyPlan(a.view(), r.plan)
@@ -201,8 +222,12 @@ func (v *inflightView) NodeByID(ws memdb.WatchSet, id string) (*api.Node, error)
 }
 
 func (v *inflightView) AllocsByNode(nodeID string) []*api.Allocation {
-	base := v.base.AllocsByNode(nodeID)
-	extra := v.extra[nodeID]
+	return withInflight(v.base.AllocsByNode(nodeID), v.extra[nodeID])
+}
+
+// withInflight is base with the in-flight allocations extra laid over it
+// (an allocation in both counts once, as the in-flight version).
+func withInflight(base, extra []*api.Allocation) []*api.Allocation {
 	if len(extra) == 0 {
 		return base
 	}
@@ -217,6 +242,19 @@ func (v *inflightView) AllocsByNode(nodeID string) []*api.Allocation {
 		}
 	}
 	return append(out, extra...)
+}
+
+// plannerView is what a worker plans on: a state snapshot plus the
+// placements of plans still being committed.
+type plannerView struct {
+	*consensus.StateSnapshot
+	extra map[string][]*api.Allocation
+}
+
+var _ placement.State = (*plannerView)(nil)
+
+func (v *plannerView) AllocsByNode(nodeID string) []*api.Allocation {
+	return withInflight(v.StateSnapshot.AllocsByNode(nodeID), v.extra[nodeID])
 }
 
 // verifyPlan checks each node of plan against st and returns the

@@ -269,3 +269,46 @@ func TestPlanApplierCountsInflightCommits(t *testing.T) {
 		t.Fatalf("stored %d allocs, want 2", len(f.allocs))
 	}
 }
+
+// Workers plan on the snapshot plus the placements being committed, so
+// they do not pick capacity an earlier plan already holds.
+func TestPlanApplierOverlayShowsInflightPlacements(t *testing.T) {
+	f := &fakePlanState{nodes: map[string]*api.Node{"n1": testNode("n1", 1000, 1024)}, allocs: map[string]*api.Allocation{}}
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	commit := func(req *consensus.PlanApplyRequest) (uint64, error) {
+		entered <- struct{}{}
+		<-release
+		return f.commit(req)
+	}
+	a := newPlanApplier(func() planState { return f }, commit, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+
+	took := 0
+	if extra := a.overlay(func() { took++ }); extra != nil || took != 1 {
+		t.Fatalf("idle applier: overlay %v, snapshot taken %d times", extra, took)
+	}
+	done := make(chan planResult, 1)
+	go func() {
+		done <- a.Submit(ctx, &placement.Plan{EvalID: "x", NodeAllocation: map[string][]*api.Allocation{"n1": {testAlloc("x", "n1", 700, 100)}}}, nil)
+	}()
+	<-entered
+	extra := a.overlay(func() {})
+	if len(extra["n1"]) != 1 || extra["n1"][0].ID != "x" {
+		t.Fatalf("overlay while x commits: %v", extra)
+	}
+	stored := testAlloc("old", "n1", 100, 100)
+	merged := withInflight([]*api.Allocation{stored, extra["n1"][0]}, extra["n1"])
+	if len(merged) != 2 {
+		t.Fatalf("an allocation both stored and in flight counts once; got %d", len(merged))
+	}
+	close(release)
+	if r := <-done; r.Placed != 1 || r.Err != nil {
+		t.Fatalf("commit: %+v", r)
+	}
+	if extra := a.overlay(func() {}); extra != nil {
+		t.Fatalf("overlay after the commit: %v", extra)
+	}
+}

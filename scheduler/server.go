@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/consensus"
 	"github.com/berth-dev/berth/internal/gossip"
 )
@@ -72,7 +73,31 @@ func New(cfg Config) (*Server, error) {
 		fwd:     &http.Client{Timeout: 6 * time.Minute},
 	}
 	s.metrics = newMetrics(s)
+	s.broker.SetCost(s.evalCost)
+	s.broker.waited = func(d time.Duration) { s.metrics.evalWait.Observe(d.Seconds()) }
 	return s, nil
+}
+
+// evalCost estimates an evaluation's work for the broker's queue order:
+// the number of allocations its job asks for (one per group of a system
+// job, whose count is per node).
+func (s *Server) evalCost(e *api.Evaluation) int {
+	if s.raft == nil {
+		return 0
+	}
+	job, err := s.raft.State().JobByID(nil, e.JobID)
+	if err != nil || job == nil {
+		return 0
+	}
+	n := 0
+	for _, g := range job.Groups {
+		if job.Type == api.JobTypeSystem {
+			n++
+		} else {
+			n += g.Count
+		}
+	}
+	return n
 }
 
 // Start opens Raft, joins the gossip pool and serves the HTTP API. It
@@ -83,6 +108,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: server already started", ErrBadConfig)
 	}
 	s.started = true
+	startPprof(s.log)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	cfg := s.cfg
 	dir := filepath.Join(cfg.DataDir, "server")

@@ -42,7 +42,10 @@ func (s *Server) runWorker(ctx context.Context, id int) {
 			}
 			return
 		}
-		if err := s.processEval(ctx, eval, token); err != nil {
+		began := time.Now()
+		err = s.processEval(ctx, eval, token)
+		s.metrics.evalTime.Observe(time.Since(began).Seconds())
+		if err != nil {
 			log.Warn("evaluation not finished; it will be delivered again", "eval", eval.ID, "job", eval.JobID, "err", err)
 			_ = s.broker.Nack(eval.ID, token)
 			if ctx.Err() != nil {
@@ -83,7 +86,8 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation, token st
 		// Still working on it: keep the broker from redelivering it to
 		// another worker.
 		_ = s.broker.Touch(eval.ID, token, time.Now())
-		snap := s.raft.State().Snapshot()
+		var snap *consensus.StateSnapshot
+		extra := s.applier.overlay(func() { snap = s.raft.State().Snapshot() })
 		snapIndex = snap.LatestIndex()
 		job, err := snap.JobByID(nil, eval.JobID)
 		if err != nil {
@@ -96,7 +100,11 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation, token st
 			NewID:             newID,
 			Now:               time.Now().UnixNano(),
 		}
-		plan, err := schedule(snap, eval, job, opts)
+		var view placement.State = snap
+		if len(extra) > 0 {
+			view = &plannerView{StateSnapshot: snap, extra: extra}
+		}
+		plan, err := schedule(view, eval, job, opts)
 		if err != nil {
 			s.log.Error("scheduling failed", "eval", eval.ID, "job", eval.JobID, "err", err)
 			return s.finishEval(eval, api.EvalStatusFailed, err.Error(), nil, snapIndex)
