@@ -10,11 +10,11 @@ import (
 	"github.com/berth-dev/berth/runtime/network"
 )
 
-// netState is the node's bridge network, or why it could not be opened
-// (then bridge mode fails with that reason and the other modes work).
+// netState is the node's networks, or why they could not be opened (then
+// bridge and user networks fail with that reason and the other modes work).
 type netState struct {
-	bridge *network.Manager
-	err    error
+	nets *network.Networks
+	err  error
 }
 
 // openNetwork opens the bridge network's state under dataDir (bridge
@@ -24,7 +24,7 @@ type netState struct {
 // It changes nothing else: the bridge is made by the first container that
 // needs it.
 func openNetwork(dataDir string, ctrs *container.Manager) *netState {
-	m, err := network.New(network.Config{DataDir: dataDir})
+	m, err := network.OpenNetworks(network.Config{DataDir: dataDir})
 	if err != nil {
 		return &netState{err: err}
 	}
@@ -37,15 +37,25 @@ func openNetwork(dataDir string, ctrs *container.Manager) *netState {
 			slog.Warn("network: reconcile left something behind", "err", err)
 		}
 	}
-	return &netState{bridge: m}
+	return &netState{nets: m}
 }
 
-// Network is the node's bridge network; nil when it could not be opened.
+// Network is the node's default bridge network; nil when it could not be
+// opened.
 func (e *Engine) Network() *network.Manager {
+	if e.net == nil || e.net.nets == nil {
+		return nil
+	}
+	return e.net.nets.Default()
+}
+
+// Networks is the node's networks (default bridge and user networks); nil
+// when they could not be opened.
+func (e *Engine) Networks() *network.Networks {
 	if e.net == nil {
 		return nil
 	}
-	return e.net.bridge
+	return e.net.nets
 }
 
 // setupNetwork prepares the container's network for mode (a task's
@@ -53,18 +63,29 @@ func (e *Engine) Network() *network.Manager {
 // spec.Network: "none", "host" or the path of a prepared network
 // namespace. Published ports (req.Ports) are set up here too.
 func (e *Engine) setupNetwork(ctx context.Context, req *TaskRequest, spec *container.Spec) error {
-	switch req.Task.Network {
-	case "", "bridge":
+	switch mode := req.Task.Network; mode {
+	case "none":
+		spec.Network = "none"
+	case "host":
+		spec.Network = "host"
+	default:
 		if e.net == nil {
+			if mode != "" && mode != network.BridgeNetwork {
+				return fmt.Errorf("%w %q: use bridge, none or host", ErrBadNetwork, mode)
+			}
 			// An Engine not made by Open has no network state: its
 			// containers get an empty namespace with only lo.
 			spec.Network = "none"
 			return nil
 		}
 		if e.net.err != nil {
-			return fmt.Errorf("%w bridge: %w", ErrBadNetwork, e.net.err)
+			return fmt.Errorf("%w %s: %w", ErrBadNetwork, mode, e.net.err)
 		}
-		ep, err := e.net.bridge.Setup(ctx, network.Request{
+		m, err := e.net.nets.Get(mode)
+		if err != nil {
+			return fmt.Errorf("%w: %w (use bridge, none, host or a network from berth network ls)", ErrBadNetwork, err)
+		}
+		ep, err := m.Setup(ctx, network.Request{
 			ID: req.ID, Name: req.Name, Hostname: spec.Hostname, Ports: networkPorts(req.Ports),
 		})
 		if err != nil {
@@ -73,12 +94,6 @@ func (e *Engine) setupNetwork(ctx context.Context, req *TaskRequest, spec *conta
 		spec.Network = ep.Netns
 		addFileMount(spec, ep.ResolvConf, "/etc/resolv.conf")
 		addFileMount(spec, ep.Hosts, "/etc/hosts")
-	case "none":
-		spec.Network = "none"
-	case "host":
-		spec.Network = "host"
-	default:
-		return fmt.Errorf("%w %q: use bridge, none or host", ErrBadNetwork, req.Task.Network)
 	}
 	return nil
 }
@@ -106,8 +121,8 @@ func networkPorts(ps []api.AllocPort) []network.Port {
 // (addresses, veths, rules). It is called on removal and must succeed
 // when there is nothing to release.
 func (e *Engine) teardownNetwork(id string) error {
-	if e.net == nil || e.net.bridge == nil {
+	if e.net == nil || e.net.nets == nil {
 		return nil
 	}
-	return e.net.bridge.Teardown(id)
+	return e.net.nets.Teardown(id)
 }

@@ -238,3 +238,34 @@ func TestOutboundThroughNAT(t *testing.T) {
 		t.Fatalf("container to outside: exit %d, %q; want the server to see %s", code, out, hostIP)
 	}
 }
+
+func TestUserNetworkByContainerName(t *testing.T) {
+	e := newNetEngine(t)
+	name := fmt.Sprintf("tn%x", rand.Uint32())
+	info, err := e.Networks().Create(name, fmt.Sprintf("10.192.%d.0/24", rand.IntN(250)+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Networks().Remove(name); err != nil {
+			t.Errorf("remove network: %v", err)
+		}
+	}()
+	id := randomID()
+	task := &api.Task{Image: "busybox:latest", Network: name, Command: []string{"sh", "-c",
+		"mkdir -p /www && echo hello-by-name > /www/index.html && exec httpd -f -p 80 -h /www"}}
+	if _, err := e.Create(context.Background(), &TaskRequest{ID: id, Name: "web" + name, Task: task}); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Remove(id, true)
+	if err := e.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	cid := randomID()
+	code, out := runTask(t, e, cid, &api.Task{Image: "busybox:latest", Network: name, Command: []string{"sh", "-c",
+		"cat /etc/resolv.conf; for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://web" + name + "/ && exit 0; sleep 0.2; done; exit 1"}})
+	defer e.Remove(cid, true)
+	if code != 0 || !strings.Contains(out, "nameserver "+info.Gateway) || !strings.Contains(out, "hello-by-name") {
+		t.Fatalf("wget by name on network %s: exit %d, %q", name, code, out)
+	}
+}

@@ -15,6 +15,7 @@ const (
 	chainDNAT        = "BERTH-DNAT"
 	chainPostrouting = "BERTH-POSTROUTING"
 	chainForward     = "BERTH-FORWARD"
+	chainIsolate     = "BERTH-ISOLATE"
 )
 
 // findIptables picks the iptables binary whose nat table can be listed:
@@ -64,6 +65,10 @@ func (m *Manager) bridgeRules() []rule {
 		{table: "nat", chain: chainPostrouting, spec: []string{"-s", sub, "!", "-o", br, "-j", "MASQUERADE"}},
 		{table: "nat", chain: chainPostrouting, spec: []string{"-s", "127.0.0.0/8", "-o", br, "-j", "MASQUERADE"}},
 		{table: "nat", chain: chainPostrouting, spec: []string{"-s", sub, "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"}},
+		// Isolation: traffic from this bridge to a user network's bridge
+		// other than itself is dropped before the accepts below.
+		{table: "filter", chain: chainIsolate, spec: []string{"-i", br, "-o", br, "-j", "RETURN"}},
+		{table: "filter", chain: chainIsolate, spec: []string{"-i", br, "-o", userBridgePrefix + "+", "-j", "DROP"}},
 		{table: "filter", chain: chainForward, spec: []string{"-i", br, "-j", "ACCEPT"}},
 		{table: "filter", chain: chainForward, spec: []string{"-o", br, "-j", "ACCEPT"}},
 	}
@@ -72,7 +77,7 @@ func (m *Manager) bridgeRules() []rule {
 // baseRules makes berth's chains, the jumps into them and the bridge's
 // rules, each only when missing.
 func (m *Manager) baseRules() error {
-	for _, c := range []struct{ table, chain string }{{"nat", chainDNAT}, {"nat", chainPostrouting}, {"filter", chainForward}} {
+	for _, c := range []struct{ table, chain string }{{"nat", chainDNAT}, {"nat", chainPostrouting}, {"filter", chainForward}, {"filter", chainIsolate}} {
 		if m.ipt("-t", c.table, "-S", c.chain) != nil {
 			if err := m.ipt("-t", c.table, "-N", c.chain); err != nil && m.ipt("-t", c.table, "-S", c.chain) != nil {
 				return err
@@ -84,6 +89,7 @@ func (m *Manager) baseRules() error {
 		{table: "nat", chain: "OUTPUT", spec: []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainDNAT}},
 		{table: "nat", chain: "POSTROUTING", spec: []string{"-j", chainPostrouting}},
 		{table: "filter", chain: "FORWARD", spec: []string{"-j", chainForward}, insert: true},
+		{table: "filter", chain: chainForward, spec: []string{"-j", chainIsolate}, insert: true},
 	}
 	for _, r := range append(rules, m.bridgeRules()...) {
 		if m.ipt(append([]string{"-t", r.table, "-C", r.chain}, r.spec...)...) == nil {

@@ -68,6 +68,11 @@ type Config struct {
 	// ResolvConf is the host's resolver file copied into containers;
 	// default /etc/resolv.conf.
 	ResolvConf string
+	// DNS runs an embedded resolver on the bridge address (port 53) that
+	// answers the network's container names and aliases and forwards the
+	// rest to the host's resolvers; containers get it as their nameserver.
+	// User networks have it, the default bridge does not (as in docker).
+	DNS bool
 }
 
 // Port is one published port.
@@ -80,20 +85,23 @@ type Port struct {
 
 // Request asks for one container's endpoint.
 type Request struct {
-	ID       string // container ID; names the endpoint
-	Name     string // container name, written to /etc/hosts
-	Hostname string // written to /etc/hosts
+	ID       string   // container ID; names the endpoint
+	Name     string   // container name, written to /etc/hosts
+	Hostname string   // written to /etc/hosts
+	Aliases  []string // more names for the embedded resolver (DNS networks)
 	Ports    []Port
 }
 
 // Endpoint is a container's place on the network, as recorded on disk.
 type Endpoint struct {
-	ID       string `json:"id"`
-	Bridge   string `json:"bridge"`
-	Addr     string `json:"addr"`    // the container's address
-	Gateway  string `json:"gateway"` // the bridge's address
-	Prefix   int    `json:"prefix"`
-	HostVeth string `json:"host_veth"`
+	ID       string   `json:"id"`
+	Name     string   `json:"name,omitempty"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Bridge   string   `json:"bridge"`
+	Addr     string   `json:"addr"`    // the container's address
+	Gateway  string   `json:"gateway"` // the bridge's address
+	Prefix   int      `json:"prefix"`
+	HostVeth string   `json:"host_veth"`
 	// Netns is the bind-mounted namespace file the container joins.
 	Netns string `json:"netns"`
 	Ports []Port `json:"ports,omitempty"`
@@ -113,6 +121,7 @@ type Manager struct {
 	ipam   *IPAM
 	mu     sync.Mutex // serialises endpoint records and the bridge's setup
 	sys    sysState   // kernel-side state, see network_linux.go
+	dns    *resolver  // nil unless cfg.DNS
 }
 
 // New opens the network's state. It changes nothing in the kernel: the
@@ -166,7 +175,20 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	sweepNetns(cfg.NetnsDir)
-	return &Manager{cfg: cfg, nsDir: nsDir, subnet: ipam.Subnet(), ipam: ipam}, nil
+	m := &Manager{cfg: cfg, nsDir: nsDir, subnet: ipam.Subnet(), ipam: ipam}
+	if cfg.DNS {
+		host, _ := os.ReadFile(cfg.ResolvConf)
+		m.dns = newResolver(upstreams(host))
+		ids, _ := m.Endpoints()
+		for _, id := range ids {
+			if ep, err := m.Endpoint(id); err == nil {
+				if a, err := netip.ParseAddr(ep.Addr); err == nil {
+					m.dns.add(id, a, append([]string{ep.Name}, ep.Aliases...)...)
+				}
+			}
+		}
+	}
+	return m, nil
 }
 
 // Bridge is the bridge's name.
@@ -197,6 +219,9 @@ func (m *Manager) Endpoint(id string) (*Endpoint, error) {
 // Endpoints lists the IDs of the recorded endpoints.
 func (m *Manager) Endpoints() ([]string, error) {
 	ents, err := os.ReadDir(endpointsDir(m.cfg))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
@@ -298,20 +323,24 @@ func hostVethName(id string) string {
 }
 
 // resolvConf is the host's resolver file without loopback nameservers
-// (unreachable from a container's namespace).
-func resolvConf(host []byte) []byte {
+// (unreachable from a container's namespace), or, with a nameserver given,
+// with that one in place of all the host's.
+func resolvConf(host []byte, nameserver ...string) []byte {
 	var out bytes.Buffer
 	sc := bufio.NewScanner(bytes.NewReader(host))
 	for sc.Scan() {
 		line := sc.Text()
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == "nameserver" {
-			if a, err := netip.ParseAddr(f[1]); err == nil && a.IsLoopback() {
+			if a, err := netip.ParseAddr(f[1]); (err == nil && a.IsLoopback()) || len(nameserver) > 0 {
 				continue
 			}
 		}
 		out.WriteString(line)
 		out.WriteByte('\n')
+	}
+	for _, ns := range nameserver {
+		out.WriteString("nameserver " + ns + "\n")
 	}
 	return out.Bytes()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -23,6 +24,7 @@ type sysState struct {
 	mtu      int
 	ipt      string
 	nl       *netlink.Handle // in the Manager's namespace, kept open
+	dnsConn  *net.UDPConn    // the embedded resolver's socket
 }
 
 // Setup makes container req.ID's endpoint: an address lease, a network
@@ -47,7 +49,7 @@ func (m *Manager) Setup(ctx context.Context, req Request) (*Endpoint, error) {
 	}
 	dir := filepath.Join(filesDir(m.cfg), req.ID)
 	ep := &Endpoint{
-		ID: req.ID, Bridge: m.cfg.Bridge, Addr: ip.String(), Gateway: m.Gateway().String(),
+		ID: req.ID, Name: req.Name, Aliases: req.Aliases, Bridge: m.cfg.Bridge, Addr: ip.String(), Gateway: m.Gateway().String(),
 		Prefix: m.subnet.Bits(), HostVeth: hostVethName(req.ID),
 		Netns: m.netnsPath(req.ID), Ports: req.Ports,
 		ResolvConf: filepath.Join(dir, "resolv.conf"), Hosts: filepath.Join(dir, "hosts"),
@@ -64,6 +66,9 @@ func (m *Manager) Setup(ctx context.Context, req Request) (*Endpoint, error) {
 		}
 		return nil, err
 	}
+	if m.dns != nil {
+		m.dns.add(req.ID, ip, append([]string{req.Name}, req.Aliases...)...)
+	}
 	return ep, nil
 }
 
@@ -75,7 +80,11 @@ func (m *Manager) setup(ep *Endpoint, req Request) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("network: read the host's resolver file: %w", err)
 	}
-	if err := os.WriteFile(ep.ResolvConf, resolvConf(host), 0o644); err != nil {
+	var ns []string
+	if m.dns != nil {
+		ns = []string{ep.Gateway}
+	}
+	if err := os.WriteFile(ep.ResolvConf, resolvConf(host, ns...), 0o644); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	if err := os.WriteFile(ep.Hosts, hostsFile(ep.Addr, req.Hostname, req.Name), 0o644); err != nil {
@@ -213,6 +222,11 @@ func (m *Manager) Teardown(id string) error {
 	if errors.Is(err, os.ErrNotExist) {
 		return m.ipam.Release(id)
 	}
+	if m.dns != nil && err == nil {
+		if a, perr := netip.ParseAddr(ep.Addr); perr == nil {
+			m.dns.remove(id, a)
+		}
+	}
 	if err != nil {
 		// A record that cannot be read still names its parts.
 		ep = &Endpoint{ID: id, HostVeth: hostVethName(id), Netns: m.netnsPath(id)}
@@ -321,6 +335,14 @@ func (m *Manager) ensureBridge() error {
 	if err := m.baseRules(); err != nil {
 		return err
 	}
+	if m.dns != nil && m.sys.dnsConn == nil {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: gw.AsSlice(), Port: 53})
+		if err != nil {
+			return fmt.Errorf("network: embedded DNS on %s:53: %w", gw, err)
+		}
+		m.sys.dnsConn = c
+		go m.dns.serve(c)
+	}
 	m.sys.mtu = uplinkMTU()
 	m.sys.bridgeIx = br.Attrs().Index
 	m.sys.ready = true
@@ -352,6 +374,10 @@ func (m *Manager) Remove() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sys.ready = false
+	if m.sys.dnsConn != nil {
+		m.sys.dnsConn.Close()
+		m.sys.dnsConn = nil
+	}
 	if m.sys.ipt == "" {
 		ipt, err := findIptables()
 		if err != nil {
@@ -407,4 +433,21 @@ func sweepNetns(root string) {
 		}
 		_ = os.Remove(dir)
 	}
+}
+
+// subnetOnHost reports whether p overlaps an address already on one of
+// this namespace's links (another bridge, the uplink).
+func subnetOnHost(p netip.Prefix) bool {
+	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		ip, ok := netip.AddrFromSlice(a.IP.To4())
+		if ok && netip.PrefixFrom(ip, ones).Masked().Overlaps(p) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,7 +2,10 @@
 
 package network
 
-import "context"
+import (
+	"context"
+	"net/netip"
+)
 
 type sysState struct{}
 
@@ -24,3 +27,5 @@ func (m *Manager) PortRules(id string) ([]string, error) { return nil, ErrNotSup
 func LinkExists(name string) bool { return false }
 
 func sweepNetns(root string) {}
+
+func subnetOnHost(p netip.Prefix) bool { return false }
