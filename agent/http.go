@@ -65,6 +65,7 @@ func (a *Agent) newRouter() http.Handler {
 	v1.GET("/volumes/:name", a.handleVolume)
 	v1.DELETE("/volumes/:name", a.handleVolumeRemove)
 	v1.POST("/system/prune", a.handleSystemPrune)
+	a.networkRoutes(v1)
 	return e
 }
 

@@ -32,6 +32,11 @@ package api
 //	DELETE /v1/volumes/{name}?force=1
 //	POST   /v1/volumes/prune                  PruneReport
 //	POST   /v1/system/prune?all=1&volumes=1   PruneReport
+//	GET    /v1/networks                       []Network (the default bridge first)
+//	POST   /v1/networks                       NetworkCreateRequest → Network
+//	GET    /v1/networks/{name}                Network
+//	DELETE /v1/networks/{name}                (409 while containers use it)
+//	POST   /v1/networks/prune                 PruneReport (user networks without containers)
 //
 // Errors are {"error": "..."} with a 4xx or 5xx status, as on the server.
 
@@ -182,11 +187,33 @@ type VolumeCreateRequest struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
+// NetworkCreateRequest creates a user network on a node.
+type NetworkCreateRequest struct {
+	Name   string `json:"name"`
+	Subnet string `json:"subnet,omitempty"` // IPv4 CIDR; default: the next free /24 of 10.89.0.0/16
+}
+
+// Network describes one network on a node: the default bridge ("bridge")
+// or a user network, whose containers resolve each other by name.
+type Network struct {
+	Name       string   `json:"name"`
+	Driver     string   `json:"driver"` // bridge
+	Bridge     string   `json:"bridge"` // the host's bridge interface
+	Subnet     string   `json:"subnet"`
+	Gateway    string   `json:"gateway"`
+	Builtin    bool     `json:"builtin,omitempty"`
+	DNS        bool     `json:"dns,omitempty"`
+	Containers []string `json:"containers"` // IDs
+	CreatedAt  int64    `json:"created_at,omitempty"`
+	Node       string   `json:"node,omitempty"`
+}
+
 // PruneReport says what a prune removed.
 type PruneReport struct {
 	Containers     []string `json:"containers,omitempty"`
 	Images         []string `json:"images,omitempty"`
 	Volumes        []string `json:"volumes,omitempty"`
+	Networks       []string `json:"networks,omitempty"`
 	SpaceReclaimed int64    `json:"space_reclaimed"`
 	Node           string   `json:"node,omitempty"`
 }

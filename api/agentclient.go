@@ -445,6 +445,45 @@ func (c *AgentClient) PruneVolumes() (*PruneReport, error) {
 	return &out, nil
 }
 
+// Networks lists the node's networks, the default bridge first.
+func (c *AgentClient) Networks() ([]Network, error) {
+	var out []Network
+	err := c.do(http.MethodGet, "/networks", nil, nil, &out)
+	return out, err
+}
+
+// CreateNetwork creates a user network.
+func (c *AgentClient) CreateNetwork(req NetworkCreateRequest) (*Network, error) {
+	var out Network
+	if err := c.do(http.MethodPost, "/networks", nil, &req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Network describes one network.
+func (c *AgentClient) Network(name string) (*Network, error) {
+	var out Network
+	if err := c.do(http.MethodGet, "/networks/"+url.PathEscape(name), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RemoveNetwork removes a user network that no container uses.
+func (c *AgentClient) RemoveNetwork(name string) error {
+	return c.do(http.MethodDelete, "/networks/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// PruneNetworks removes every user network without containers.
+func (c *AgentClient) PruneNetworks() (*PruneReport, error) {
+	var out PruneReport
+	if err := c.do(http.MethodPost, "/networks/prune", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // SystemPrune removes stopped containers and dangling images; all removes
 // every image no container uses, volumes also prunes unused volumes.
 func (c *AgentClient) SystemPrune(all, volumes bool) (*PruneReport, error) {
