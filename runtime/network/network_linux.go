@@ -398,6 +398,8 @@ func (m *Manager) Remove() error {
 			errs = append(errs, fmt.Errorf("network: delete bridge %s: %w", m.cfg.Bridge, err))
 		}
 	}
+	_ = os.Remove(filepath.Join(m.nsDir, ownerFile))
+	_ = os.Remove(m.nsDir)
 	return errors.Join(errs...)
 }
 
