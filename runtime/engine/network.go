@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/runtime/container"
@@ -69,6 +72,9 @@ func (e *Engine) setupNetwork(ctx context.Context, req *TaskRequest, spec *conta
 	case "host":
 		spec.Network = "host"
 	default:
+		if ref, ok := strings.CutPrefix(mode, "container:"); ok {
+			return e.shareNetwork(ref, spec)
+		}
 		if e.net == nil {
 			if mode != "" && mode != network.BridgeNetwork {
 				return fmt.Errorf("%w %q: use bridge, none or host", ErrBadNetwork, mode)
@@ -94,6 +100,40 @@ func (e *Engine) setupNetwork(ctx context.Context, req *TaskRequest, spec *conta
 		spec.Network = ep.Netns
 		addFileMount(spec, ep.ResolvConf, "/etc/resolv.conf")
 		addFileMount(spec, ep.Hosts, "/etc/hosts")
+	}
+	return nil
+}
+
+// shareNetwork puts the container into the network namespace of container
+// ref (--network container:REF), with its resolv.conf and hosts files.
+// Nothing is set up for it, so its teardown finds nothing to release.
+func (e *Engine) shareNetwork(ref string, spec *container.Spec) error {
+	if e.Containers == nil {
+		return fmt.Errorf("%w container:%s: this engine has no containers", ErrBadNetwork, ref)
+	}
+	c, err := e.Containers.Get(ref)
+	if err != nil {
+		return fmt.Errorf("%w container:%s: %w", ErrBadNetwork, ref, err)
+	}
+	switch {
+	case c.Spec.Network == "host":
+		spec.Network = "host"
+	case strings.HasPrefix(c.Spec.Network, "/"):
+		if _, err := os.Stat(c.Spec.Network); err != nil {
+			return fmt.Errorf("%w container:%s: its network namespace is gone: %w", ErrBadNetwork, ref, err)
+		}
+		spec.Network = c.Spec.Network
+		for _, m := range c.Spec.Mounts {
+			if m.Destination == "/etc/resolv.conf" || m.Destination == "/etc/hosts" {
+				addFileMount(spec, m.Source, m.Destination)
+			}
+		}
+	case c.State.Status == container.StatusRunning && c.State.Pid > 0:
+		// A --network none container's namespace lives as long as its
+		// process.
+		spec.Network = "/proc/" + strconv.Itoa(c.State.Pid) + "/ns/net"
+	default:
+		return fmt.Errorf("%w container:%s: it has no network namespace to share; start it first", ErrBadNetwork, ref)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -267,5 +268,35 @@ func TestUserNetworkByContainerName(t *testing.T) {
 	defer e.Remove(cid, true)
 	if code != 0 || !strings.Contains(out, "nameserver "+info.Gateway) || !strings.Contains(out, "hello-by-name") {
 		t.Fatalf("wget by name on network %s: exit %d, %q", name, code, out)
+	}
+}
+
+func TestContainerNetworkMode(t *testing.T) {
+	e := newNetEngine(t)
+	id := randomID()
+	task := &api.Task{Image: "busybox:latest", Command: []string{"sh", "-c",
+		"mkdir -p /www && echo shared-ns > /www/index.html && exec httpd -f -p 8081 -h /www"}}
+	if _, err := e.Create(context.Background(), &TaskRequest{ID: id, Name: "first", Task: task}); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Remove(id, true)
+	if err := e.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	sid := randomID()
+	code, out := runTask(t, e, sid, &api.Task{Image: "busybox:latest", Network: "container:" + id[:12], Command: []string{"sh", "-c",
+		"for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8081/ && exit 0; sleep 0.2; done; exit 1"}})
+	if code != 0 || strings.TrimSpace(out) != "shared-ns" {
+		t.Fatalf("container:%s: exit %d, %q", id[:12], code, out)
+	}
+	if err := e.Remove(sid, true); err != nil {
+		t.Fatal(err)
+	}
+	// The sharer's removal leaves the owner's endpoint alone.
+	if _, err := e.Network().Endpoint(id); err != nil {
+		t.Fatalf("owner's endpoint after the sharer's removal: %v", err)
+	}
+	if _, err := e.Create(context.Background(), &TaskRequest{ID: randomID(), Task: &api.Task{Image: "busybox:latest", Network: "container:nope", Command: []string{"true"}}}); !errors.Is(err, ErrBadNetwork) {
+		t.Fatalf("container:nope: %v, want ErrBadNetwork", err)
 	}
 }
