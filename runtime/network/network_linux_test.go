@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -260,6 +261,10 @@ func TestPublishedPorts(t *testing.T) {
 		{name: "other container via bridge address", from: other.Netns, addr: fmt.Sprintf("%s:%d", ep.Gateway, hp)},
 		{name: "hairpin", from: ep.Netns, addr: fmt.Sprintf("%s:%d", ep.Gateway, hp)},
 	}
+	if ip := uplinkAddr(); ip != "" {
+		tests = append(tests, struct{ name, from, addr string }{name: "host uplink address", addr: fmt.Sprintf("%s:%d", ip, hp)},
+			struct{ name, from, addr string }{name: "other container via uplink address", from: other.Netns, addr: fmt.Sprintf("%s:%d", ip, hp)})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got string
@@ -286,6 +291,96 @@ func TestPublishedPorts(t *testing.T) {
 	}
 	if _, err := fetch(fmt.Sprintf("127.0.0.1:%d", hp)); err == nil {
 		t.Fatal("published port still answers after teardown")
+	}
+}
+
+// uplinkAddr is an IPv4 address of the link with the default route, or "".
+func uplinkAddr() string {
+	routes, _ := netlink.RouteList(nil, unix.AF_INET)
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				if addrs, _ := netlink.AddrList(l, unix.AF_INET); len(addrs) > 0 {
+					return addrs[0].IP.String()
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func TestPublishedUDPPort(t *testing.T) {
+	m := newTestManager(t)
+	hp := testutil.FreePort(t)
+	ep, err := m.Setup(context.Background(), Request{ID: "udp1", Ports: []Port{{HostPort: hp, ContainerPort: 5353, Protocol: "udp"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown("udp1")
+	var pc net.PacketConn
+	if err := inNetns(ep.Netns, func() (err error) { pc, err = net.ListenPacket("udp4", ":5353"); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte("echo "), buf[:n]...), from)
+		}
+	}()
+	c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", hp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "echo ping" {
+		t.Fatalf("udp through the published port: %q, %v", buf[:n], err)
+	}
+}
+
+func TestSweepRemovesOrphanedNamespaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	data := filepath.Join(t.TempDir(), "gone")
+	m, err := New(Config{DataDir: data, NetnsDir: root, Bridge: fmt.Sprintf("bt%x", rand.Uint32()), Subnet: "10.197.254.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := m.netnsPath("orphan")
+	if err := newNetns(ns); err != nil {
+		t.Fatal(err)
+	}
+	// A second data directory that still exists keeps its namespaces.
+	keep, err := New(Config{DataDir: t.TempDir(), NetnsDir: root, Bridge: "bt0keep", Subnet: "10.197.253.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := keep.netnsPath("kept")
+	if err := newNetns(kept); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { unix.Unmount(kept, unix.MNT_DETACH) }()
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	sweepNetns(root)
+	if _, err := os.Stat(filepath.Dir(ns)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("orphaned namespace directory still there: %v", err)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), ns) {
+		t.Fatal("orphaned namespace still mounted")
+	}
+	if !strings.Contains(string(mounts), kept) {
+		t.Fatal("a live data directory's namespace was swept")
 	}
 }
 
