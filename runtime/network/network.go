@@ -236,7 +236,8 @@ func (m *Manager) Endpoints() ([]string, error) {
 
 // Reconcile tears down every recorded endpoint whose container is not in
 // live; the agent calls it at start, so a crash between a container's
-// removal and its teardown leaks nothing. It returns the first error and
+// removal and its teardown leaks nothing. For the live ones it puts back a
+// missing bridge, bridge port or DNAT rule. It returns the first error and
 // goes on with the rest.
 func (m *Manager) Reconcile(live []string) error {
 	keep := make(map[string]bool, len(live))
@@ -250,6 +251,13 @@ func (m *Manager) Reconcile(live []string) error {
 	var first error
 	for _, id := range ids {
 		if keep[id] {
+			// A live container's endpoint gets back what a firewall
+			// reload or a deleted bridge took from it.
+			if ep, err := m.Endpoint(id); err == nil {
+				if err := m.restore(ep); err != nil && first == nil {
+					first = err
+				}
+			}
 			continue
 		}
 		if err := m.Teardown(id); err != nil && first == nil {

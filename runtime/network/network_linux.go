@@ -453,3 +453,41 @@ func subnetOnHost(p netip.Prefix) bool {
 	}
 	return false
 }
+
+// restore gives a live endpoint back its place on the bridge and its DNAT
+// rules when they are missing. An endpoint whose namespace is gone is left
+// for Teardown.
+func (m *Manager) restore(ep *Endpoint) error {
+	if _, err := os.Stat(ep.Netns); err != nil {
+		return nil
+	}
+	hostEnd, err := netlink.LinkByName(ep.HostVeth)
+	if err != nil {
+		return nil // the namespace died with its container
+	}
+	if err := m.ensureBridge(); err != nil {
+		return err
+	}
+	if hostEnd.Attrs().MasterIndex != m.sys.bridgeIx {
+		if err := m.sys.nl.LinkSetMasterByIndex(hostEnd, m.sys.bridgeIx); err != nil {
+			return fmt.Errorf("network: put %s back on %s: %w", ep.HostVeth, m.cfg.Bridge, err)
+		}
+		_ = m.sys.nl.LinkSetUp(hostEnd)
+		_ = m.sys.nl.LinkSetHairpin(hostEnd, true)
+	}
+	if len(ep.Ports) > 0 {
+		rules, err := m.PortRules(ep.ID)
+		if err != nil {
+			return err
+		}
+		if len(rules) < len(ep.Ports) {
+			if len(rules) > 0 {
+				if err := m.deletePortRules(ep.ID); err != nil {
+					return err
+				}
+			}
+			return m.addPortRules(ep)
+		}
+	}
+	return nil
+}
