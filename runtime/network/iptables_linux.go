@@ -61,7 +61,7 @@ type rule struct {
 // forwarding to and from the bridge.
 func (m *Manager) bridgeRules() []rule {
 	sub, br := m.subnet.String(), m.cfg.Bridge
-	return []rule{
+	rules := []rule{
 		{table: "nat", chain: chainPostrouting, spec: []string{"-s", sub, "!", "-o", br, "-j", "MASQUERADE"}},
 		{table: "nat", chain: chainPostrouting, spec: []string{"-s", "127.0.0.0/8", "-o", br, "-j", "MASQUERADE"}},
 		{table: "nat", chain: chainPostrouting, spec: []string{"-s", sub, "-o", br, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"}},
@@ -69,9 +69,14 @@ func (m *Manager) bridgeRules() []rule {
 		// other than itself is dropped before the accepts below.
 		{table: "filter", chain: chainIsolate, spec: []string{"-i", br, "-o", br, "-j", "RETURN"}},
 		{table: "filter", chain: chainIsolate, spec: []string{"-i", br, "-o", userBridgePrefix + "+", "-j", "DROP"}},
-		{table: "filter", chain: chainForward, spec: []string{"-i", br, "-j", "ACCEPT"}},
-		{table: "filter", chain: chainForward, spec: []string{"-o", br, "-j", "ACCEPT"}},
 	}
+	for _, other := range m.cfg.Isolate {
+		rules = append(rules, rule{table: "filter", chain: chainIsolate, spec: []string{"-i", br, "-o", other, "-j", "DROP"}})
+	}
+	return append(rules,
+		rule{table: "filter", chain: chainForward, spec: []string{"-i", br, "-j", "ACCEPT"}},
+		rule{table: "filter", chain: chainForward, spec: []string{"-o", br, "-j", "ACCEPT"}},
+	)
 }
 
 // baseRules makes berth's chains, the jumps into them and the bridge's
@@ -90,6 +95,9 @@ func (m *Manager) baseRules() error {
 		{table: "nat", chain: "POSTROUTING", spec: []string{"-j", chainPostrouting}},
 		{table: "filter", chain: "FORWARD", spec: []string{"-j", chainForward}, insert: true},
 		{table: "filter", chain: chainForward, spec: []string{"-j", chainIsolate}, insert: true},
+		// Published ports are open to every network: traffic DNATed to
+		// a container skips the isolation.
+		{table: "filter", chain: chainIsolate, spec: []string{"-m", "conntrack", "--ctstate", "DNAT", "-j", "RETURN"}, insert: true},
 	}
 	for _, r := range append(rules, m.bridgeRules()...) {
 		if m.ipt(append([]string{"-t", r.table, "-C", r.chain}, r.spec...)...) == nil {

@@ -73,6 +73,10 @@ type Config struct {
 	// rest to the host's resolvers; containers get it as their nameserver.
 	// User networks have it, the default bridge does not (as in docker).
 	DNS bool
+	// Isolate names bridges this network's containers must not reach
+	// (other than through published ports); user networks list the
+	// default bridge. Every user network's bridge is isolated anyway.
+	Isolate []string
 }
 
 // Port is one published port.

@@ -103,7 +103,7 @@ func (n *Networks) netsDir() string { return filepath.Join(n.dataDir, "network",
 
 func (n *Networks) open(d netDef) (*Manager, error) {
 	return New(Config{DataDir: filepath.Join(n.netsDir(), d.Name), Bridge: d.Bridge, Subnet: d.Subnet,
-		NetnsDir: n.def.cfg.NetnsDir, ResolvConf: n.def.cfg.ResolvConf, DNS: true})
+		NetnsDir: n.def.cfg.NetnsDir, ResolvConf: n.def.cfg.ResolvConf, DNS: true, Isolate: []string{n.def.cfg.Bridge}})
 }
 
 // Default is the default bridge network.

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,7 +80,8 @@ func TestUserNetworksResolveByNameAndIsolate(t *testing.T) {
 	a, _ := n.Get("neta")
 	b, _ := n.Get("netb")
 	ctx := context.Background()
-	alpha, err := a.Setup(ctx, Request{ID: "c1", Name: "alpha", Aliases: []string{"db"}})
+	hp := testutil.FreePort(t)
+	alpha, err := a.Setup(ctx, Request{ID: "c1", Name: "alpha", Aliases: []string{"db"}, Ports: []Port{{HostPort: hp, ContainerPort: 7003}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +138,36 @@ func TestUserNetworksResolveByNameAndIsolate(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("a container on another network reached alpha: %v", err)
+	}
+	// Nor does one on the default bridge, in either direction.
+	d1, err := n.Default().Setup(ctx, Request{ID: "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dl net.Listener
+	if err := inNetns(d1.Netns, func() (err error) { dl, err = net.Listen("tcp", ":7004"); return }); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, dl)
+	for _, c := range []struct{ from, to string }{{d1.Netns, alpha.Addr + ":7003"}, {alpha.Netns, d1.Addr + ":7004"}} {
+		err := inNetns(c.from, func() error {
+			conn, err := net.DialTimeout("tcp", c.to, time.Second)
+			if err == nil {
+				conn.Close()
+				return errors.New("connected")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s reached across networks: %v", c.to, err)
+		}
+	}
+	// Published ports stay open to every network.
+	if err := inNetns(gamma.Netns, func() (err error) { got, err = fetch(fmt.Sprintf("%s:%d", gamma.Gateway, hp)); return }); err != nil || !strings.HasPrefix(got, "hello ") {
+		t.Fatalf("other network to alpha's published port: %q, %v", got, err)
+	}
+	if err := n.Teardown("d1"); err != nil {
+		t.Fatal(err)
 	}
 	if err := n.Remove("neta"); !errors.Is(err, ErrNetworkInUse) {
 		t.Fatalf("remove in use: %v", err)
