@@ -123,7 +123,16 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		}
 	}
 
-	ttls := make([]time.Duration, cfg.Count)
+	// Each node starts heartbeating as soon as its own registration is
+	// acknowledged, as an agent does: a node registered early in a burst
+	// gets the short TTL of a small cluster and would otherwise miss it
+	// while the rest of the fleet registers.
+	nctxs := make([]context.Context, cfg.Count)
+	for i, n := range f.nodes {
+		nctx, ncancel := context.WithCancel(fctx)
+		nctxs[i] = nctx
+		f.silenced[n.ID] = ncancel
+	}
 	sem := make(chan struct{}, cfg.RegisterConcurrency)
 	errc := make(chan error, cfg.Count)
 	var rwg sync.WaitGroup
@@ -138,23 +147,21 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 				errc <- fmt.Errorf("simnode: register node %s: %w", n.Name, err)
 				return
 			}
-			ttls[i] = time.Duration(resp.HeartbeatTTL)
+			f.wg.Add(1)
+			go f.heartbeat(nctxs[i], n, time.Duration(resp.HeartbeatTTL))
 		}()
 	}
 	rwg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
 		cancel()
+		f.wg.Wait()
 		return nil, err
 	}
-	for i, n := range f.nodes {
-		nctx, ncancel := context.WithCancel(fctx)
-		f.silenced[n.ID] = ncancel
-		f.wg.Add(1)
-		go f.heartbeat(nctx, n, ttls[i])
-		if cfg.Ack {
+	if cfg.Ack {
+		for i, n := range f.nodes {
 			f.wg.Add(1)
-			go f.ackLoop(nctx, n)
+			go f.ackLoop(nctxs[i], n)
 		}
 	}
 	return f, nil
