@@ -1,56 +1,60 @@
 package network
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 )
 
-// IPAM hands out the addresses of one subnet. Leases live in a JSON file
-// that is rewritten atomically (temporary file and rename) under an
-// exclusive file lock, so two processes sharing the file never hand out the
-// same address and a restart loses no lease. The network address, the
-// gateway (first host address) and the broadcast address are never leased.
-// Its methods are safe for concurrent use; they do file I/O.
+// IPAM hands out the addresses of one subnet. Its leases live in a
+// directory: one file per leased address, named by the address and holding
+// its owner, created with O_EXCL, and a symlink per owner ("o-OWNER") that
+// points at its address. Creating and removing small files costs far less
+// than rewriting one lease table (replacing a file by rename makes ext4
+// flush it), and no lease file is ever half written. An exclusive file lock
+// keeps two processes sharing the directory from handing out the same
+// address; a restart loses no lease. The network address, the gateway
+// (first host address) and the broadcast address are never leased. Its
+// methods are safe for concurrent use; they do file I/O.
 type IPAM struct {
-	path   string
+	dir    string
 	subnet netip.Prefix
 	mu     sync.Mutex
+	last   netip.Addr // last address handed out by this process
 }
 
-type ipamFile struct {
-	Subnet string            `json:"subnet"`
-	Last   string            `json:"last,omitempty"` // last address handed out
-	Leases map[string]string `json:"leases"`         // address -> owner
-}
-
-// OpenIPAM opens (creating when missing) the lease file at path for
-// subnet, an IPv4 prefix of /8 to /30. A file written for another subnet
+// OpenIPAM opens (creating when missing) the lease directory at dir for
+// subnet, an IPv4 prefix of /8 to /30. A directory used for another subnet
 // is taken over only when it holds no lease.
-func OpenIPAM(path string, subnet netip.Prefix) (*IPAM, error) {
+func OpenIPAM(dir string, subnet netip.Prefix) (*IPAM, error) {
 	subnet = subnet.Masked()
 	if !subnet.Addr().Is4() || subnet.Bits() < 8 || subnet.Bits() > 30 {
 		return nil, fmt.Errorf("%w: %s: want an IPv4 prefix between /8 and /30", ErrBadSubnet, subnet)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("%w: %s is not a lease directory; move it away to start with no leases", ErrCorrupt, dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("network: ipam: %w", err)
 	}
-	a := &IPAM{path: path, subnet: subnet}
-	err := a.update(func(f *ipamFile) error {
-		if f.Subnet != "" && f.Subnet != subnet.String() {
-			if len(f.Leases) > 0 {
-				return fmt.Errorf("%w: %s holds %d leases in %s, not %s; remove their containers first",
-					ErrSubnetInUse, path, len(f.Leases), f.Subnet, subnet)
-			}
-			f.Last = ""
+	a := &IPAM{dir: dir, subnet: subnet}
+	err := a.locked(func() error {
+		cur, err := os.ReadFile(filepath.Join(dir, "subnet"))
+		if err == nil && string(cur) == subnet.String() {
+			return nil
 		}
-		f.Subnet = subnet.String()
-		return nil
+		if err == nil {
+			if leases, _ := a.leases(); len(leases) > 0 {
+				return fmt.Errorf("%w: %s holds %d leases in %s, not %s; remove their containers first",
+					ErrSubnetInUse, dir, len(leases), cur, subnet)
+			}
+		}
+		return writeFileAtomic(filepath.Join(dir, "subnet"), []byte(subnet.String()))
 	})
 	if err != nil {
 		return nil, err
@@ -64,33 +68,74 @@ func (a *IPAM) Subnet() netip.Prefix { return a.subnet }
 // Gateway is the subnet's first host address, kept for the bridge.
 func (a *IPAM) Gateway() netip.Addr { return a.subnet.Addr().Next() }
 
-// Allocate leases an address to owner. An owner that already holds one
-// gets the same address back. Addresses are handed out round robin, so a
-// released address is not reused at once. ErrExhausted when none is free.
+// validOwner keeps owners usable in a file name.
+func validOwner(owner string) bool {
+	if owner == "" || len(owner) > 200 {
+		return false
+	}
+	for i := 0; i < len(owner); i++ {
+		c := owner[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *IPAM) ownerLink(owner string) string { return filepath.Join(a.dir, "o-"+owner) }
+
+// Allocate leases an address to owner ([a-zA-Z0-9_.-]+). An owner that
+// already holds one gets the same address back. Addresses are handed out
+// round robin, so a released address is not reused at once. ErrExhausted
+// when none is free.
 func (a *IPAM) Allocate(owner string) (netip.Addr, error) {
-	if owner == "" {
-		return netip.Addr{}, errors.New("network: ipam: empty lease owner")
+	if !validOwner(owner) {
+		return netip.Addr{}, fmt.Errorf("network: ipam: bad lease owner %q", owner)
 	}
 	var got netip.Addr
-	err := a.update(func(f *ipamFile) error {
-		for ip, o := range f.Leases {
-			if o == owner {
-				got, _ = netip.ParseAddr(ip)
-				return nil
+	err := a.locked(func() error {
+		if ip, ok := a.held(owner); ok {
+			got = ip
+			return nil
+		}
+		used := map[netip.Addr]bool{}
+		ents, err := os.ReadDir(a.dir)
+		if err != nil {
+			return fmt.Errorf("network: ipam: %w", err)
+		}
+		for _, e := range ents {
+			if ip, err := netip.ParseAddr(e.Name()); err == nil {
+				used[ip] = true
 			}
 		}
 		first := a.Gateway().Next()
 		last := a.broadcast().Prev()
 		start := first
-		if l, err := netip.ParseAddr(f.Last); err == nil && a.subnet.Contains(l) && l.Less(last) && !l.Less(first) {
-			start = l.Next()
+		if a.last.IsValid() && a.subnet.Contains(a.last) && a.last.Less(last) && !a.last.Less(first) {
+			start = a.last.Next()
 		}
 		ip := start
 		for {
-			if _, used := f.Leases[ip.String()]; !used {
-				f.Leases[ip.String()] = owner
-				f.Last = ip.String()
-				got = ip
+			if !used[ip] {
+				// The owner's link comes first: every lease file then has
+				// one, and Release never has to search.
+				link := a.ownerLink(owner)
+				_ = os.Remove(link)
+				if err := os.Symlink(ip.String(), link); err != nil {
+					return fmt.Errorf("network: ipam: %w", err)
+				}
+				f, err := os.OpenFile(filepath.Join(a.dir, ip.String()), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+				if err == nil {
+					_, err = f.WriteString(owner)
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}
+				if err != nil {
+					os.Remove(link)
+					return fmt.Errorf("network: ipam: lease %s: %w", ip, err)
+				}
+				a.last, got = ip, ip
 				return nil
 			}
 			if ip == last {
@@ -99,20 +144,44 @@ func (a *IPAM) Allocate(owner string) (netip.Addr, error) {
 				ip = ip.Next()
 			}
 			if ip == start {
-				return fmt.Errorf("%w: all %d addresses of %s are leased", ErrExhausted, len(f.Leases), a.subnet)
+				return fmt.Errorf("%w: all %d addresses of %s are leased", ErrExhausted, len(used), a.subnet)
 			}
 		}
 	})
 	return got, err
 }
 
+// held returns owner's address if its link points at a lease it owns.
+func (a *IPAM) held(owner string) (netip.Addr, bool) {
+	target, err := os.Readlink(a.ownerLink(owner))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(target)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	b, err := os.ReadFile(filepath.Join(a.dir, ip.String()))
+	if err != nil || string(b) != owner {
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
+
 // Release drops owner's lease; it is not an error when there is none.
 func (a *IPAM) Release(owner string) error {
-	return a.update(func(f *ipamFile) error {
-		for ip, o := range f.Leases {
-			if o == owner {
-				delete(f.Leases, ip)
+	if !validOwner(owner) {
+		return nil // never leased
+	}
+	return a.locked(func() error {
+		link := a.ownerLink(owner)
+		if ip, ok := a.held(owner); ok {
+			if err := os.Remove(filepath.Join(a.dir, ip.String())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("network: ipam: %w", err)
 			}
+		}
+		if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("network: ipam: %w", err)
 		}
 		return nil
 	})
@@ -127,15 +196,29 @@ type Lease struct {
 // Leases lists the leases, by address.
 func (a *IPAM) Leases() ([]Lease, error) {
 	var out []Lease
-	err := a.view(func(f *ipamFile) {
-		for ip, o := range f.Leases {
-			if addr, err := netip.ParseAddr(ip); err == nil {
-				out = append(out, Lease{Addr: addr, Owner: o})
-			}
-		}
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
+	err := a.locked(func() (err error) { out, err = a.leases(); return })
 	return out, err
+}
+
+func (a *IPAM) leases() ([]Lease, error) {
+	ents, err := os.ReadDir(a.dir)
+	if err != nil {
+		return nil, fmt.Errorf("network: ipam: %w", err)
+	}
+	var out []Lease
+	for _, e := range ents {
+		ip, err := netip.ParseAddr(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(a.dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		out = append(out, Lease{Addr: ip, Owner: strings.TrimSpace(string(b))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
+	return out, nil
 }
 
 func (a *IPAM) broadcast() netip.Addr {
@@ -145,46 +228,16 @@ func (a *IPAM) broadcast() netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-func (a *IPAM) view(fn func(*ipamFile)) error {
-	return a.update(func(f *ipamFile) error { fn(f); return errNoWrite })
-}
-
-var errNoWrite = errors.New("no write")
-
-// update runs fn on the file's content under both locks and writes the
-// result back unless fn fails.
-func (a *IPAM) update(fn func(*ipamFile) error) error {
+// locked runs fn under the process's mutex and the directory's file lock.
+func (a *IPAM) locked(fn func() error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	unlock, err := lockFile(a.path + ".lock")
+	unlock, err := lockFile(filepath.Join(a.dir, ".lock"))
 	if err != nil {
-		return fmt.Errorf("network: ipam: lock %s: %w", a.path, err)
+		return fmt.Errorf("network: ipam: lock %s: %w", a.dir, err)
 	}
 	defer unlock()
-	f := &ipamFile{}
-	switch b, err := os.ReadFile(a.path); {
-	case err == nil:
-		if err := json.Unmarshal(b, f); err != nil {
-			return fmt.Errorf("%w: %s: %v; move it away to start with no leases", ErrCorrupt, a.path, err)
-		}
-	case errors.Is(err, os.ErrNotExist):
-	default:
-		return fmt.Errorf("network: ipam: %w", err)
-	}
-	if f.Leases == nil {
-		f.Leases = map[string]string{}
-	}
-	if err := fn(f); err != nil {
-		if err == errNoWrite {
-			return nil
-		}
-		return err
-	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(a.path, b)
+	return fn()
 }
 
 // writeFileAtomic replaces path with data so that a reader (or a crash)

@@ -23,7 +23,7 @@ func TestIPAMAllocate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, err := OpenIPAM(filepath.Join(t.TempDir(), "l.json"), netip.MustParsePrefix(tt.subnet))
+			a, err := OpenIPAM(filepath.Join(t.TempDir(), "leases"), netip.MustParsePrefix(tt.subnet))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestIPAMAllocate(t *testing.T) {
 }
 
 func TestIPAMSameOwnerSameAddress(t *testing.T) {
-	a, err := OpenIPAM(filepath.Join(t.TempDir(), "l.json"), netip.MustParsePrefix("10.2.0.0/24"))
+	a, err := OpenIPAM(filepath.Join(t.TempDir(), "leases"), netip.MustParsePrefix("10.2.0.0/24"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestIPAMSameOwnerSameAddress(t *testing.T) {
 }
 
 func TestIPAMReleaseAndRoundRobin(t *testing.T) {
-	a, err := OpenIPAM(filepath.Join(t.TempDir(), "l.json"), netip.MustParsePrefix("10.3.0.0/29"))
+	a, err := OpenIPAM(filepath.Join(t.TempDir(), "leases"), netip.MustParsePrefix("10.3.0.0/29"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestIPAMReleaseAndRoundRobin(t *testing.T) {
 }
 
 func TestIPAMPersistsAcrossReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "l.json")
+	path := filepath.Join(t.TempDir(), "leases")
 	p := netip.MustParsePrefix("10.4.0.0/24")
 	a, _ := OpenIPAM(path, p)
 	want := map[string]netip.Addr{}
@@ -134,7 +134,7 @@ func TestIPAMPersistsAcrossReopen(t *testing.T) {
 func TestIPAMConcurrentOpeners(t *testing.T) {
 	// Two IPAMs on one file stand for two processes: the file lock keeps
 	// their addresses apart.
-	path := filepath.Join(t.TempDir(), "l.json")
+	path := filepath.Join(t.TempDir(), "leases")
 	p := netip.MustParsePrefix("10.6.0.0/24")
 	a1, _ := OpenIPAM(path, p)
 	a2, _ := OpenIPAM(path, p)
@@ -171,8 +171,8 @@ func TestIPAMBadInput(t *testing.T) {
 			t.Errorf("subnet %s: %v, want ErrBadSubnet", s, err)
 		}
 	}
-	path := filepath.Join(dir, "bad.json")
-	os.WriteFile(path, []byte("{not json"), 0o600)
+	path := filepath.Join(dir, "bad")
+	os.WriteFile(path, []byte("a file, not a lease directory"), 0o600)
 	if _, err := OpenIPAM(path, netip.MustParsePrefix("10.0.0.0/24")); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("corrupt file: %v, want ErrCorrupt", err)
 	}

@@ -164,7 +164,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %v (set %s to a prefix such as %s)", ErrBadSubnet, cfg.Subnet, err, SubnetEnv, DefaultSubnet)
 	}
-	ipam, err := OpenIPAM(filepath.Join(cfg.DataDir, "network", cfg.Bridge+".leases.json"), p)
+	ipam, err := OpenIPAM(filepath.Join(cfg.DataDir, "network", cfg.Bridge+".leases"), p)
 	if err != nil {
 		return nil, err
 	}
