@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/runtime/container"
@@ -18,6 +20,11 @@ import (
 type netState struct {
 	nets *network.Networks
 	err  error
+	// members holds a link per container whose endpoint is its
+	// allocation's (all tasks of an allocation share one network
+	// namespace, as in a Nomad group): members/<container ID> → key.
+	members string
+	mu      sync.Mutex // serialises joining and leaving shared endpoints
 }
 
 // openNetwork opens the bridge network's state under dataDir (bridge
@@ -31,16 +38,49 @@ func openNetwork(dataDir string, ctrs *container.Manager) *netState {
 	if err != nil {
 		return &netState{err: err}
 	}
+	ns := &netState{nets: m, members: filepath.Join(dataDir, "network", "members")}
+	if err := os.MkdirAll(ns.members, 0o700); err != nil {
+		return &netState{err: err}
+	}
 	if list, err := ctrs.List(); err == nil {
+		exists := map[string]bool{}
 		live := make([]string, 0, len(list))
 		for _, c := range list {
+			exists[c.ID] = true
 			live = append(live, c.ID)
+			if key, err := os.Readlink(filepath.Join(ns.members, c.ID)); err == nil {
+				live = append(live, key)
+			}
+		}
+		if ents, err := os.ReadDir(ns.members); err == nil {
+			for _, ent := range ents {
+				if !exists[ent.Name()] {
+					_ = os.Remove(filepath.Join(ns.members, ent.Name()))
+				}
+			}
 		}
 		if err := m.Reconcile(live); err != nil {
 			slog.Warn("network: reconcile left something behind", "err", err)
 		}
 	}
-	return &netState{nets: m}
+	return ns
+}
+
+// endpointKey names the endpoint a task's container uses: its
+// allocation's on that network, so that all tasks of an allocation share
+// one namespace (and one set of published ports), or its own.
+func endpointKey(req *TaskRequest, network string) string {
+	if req.AllocID == "" {
+		return req.ID
+	}
+	if network == "" {
+		network = "bridge"
+	}
+	key := "alloc-" + req.AllocID + "." + network
+	if !container.ValidID(key) {
+		return req.ID
+	}
+	return key
 }
 
 // Network is the node's default bridge network; nil when it could not be
@@ -91,11 +131,21 @@ func (e *Engine) setupNetwork(ctx context.Context, req *TaskRequest, spec *conta
 		if err != nil {
 			return fmt.Errorf("%w: %w (use bridge, none, host or a network from berth network ls)", ErrBadNetwork, err)
 		}
+		key := endpointKey(req, mode)
+		e.net.mu.Lock()
+		defer e.net.mu.Unlock()
 		ep, err := m.Setup(ctx, network.Request{
-			ID: req.ID, Name: req.Name, Hostname: spec.Hostname, Ports: networkPorts(req.Ports),
+			ID: key, Name: req.Name, Hostname: spec.Hostname, Ports: networkPorts(req.Ports),
 		})
 		if err != nil {
 			return err
+		}
+		if key != req.ID {
+			link := filepath.Join(e.net.members, req.ID)
+			_ = os.Remove(link)
+			if err := os.Symlink(key, link); err != nil {
+				return fmt.Errorf("engine: network member %s: %w", req.ID, err)
+			}
 		}
 		spec.Network = ep.Netns
 		addFileMount(spec, ep.ResolvConf, "/etc/resolv.conf")
@@ -164,5 +214,28 @@ func (e *Engine) teardownNetwork(id string) error {
 	if e.net == nil || e.net.nets == nil {
 		return nil
 	}
-	return e.net.nets.Teardown(id)
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	link := filepath.Join(e.net.members, id)
+	key, err := os.Readlink(link)
+	if err != nil {
+		return e.net.nets.Teardown(id)
+	}
+	// A shared endpoint goes with the last container that uses it.
+	ents, err := os.ReadDir(e.net.members)
+	if err != nil {
+		return fmt.Errorf("engine: network members: %w", err)
+	}
+	for _, ent := range ents {
+		if ent.Name() == id {
+			continue
+		}
+		if other, err := os.Readlink(filepath.Join(e.net.members, ent.Name())); err == nil && other == key {
+			return os.Remove(link)
+		}
+	}
+	if err := e.net.nets.Teardown(key); err != nil {
+		return err
+	}
+	return os.Remove(link)
 }

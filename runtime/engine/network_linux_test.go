@@ -300,3 +300,65 @@ func TestContainerNetworkMode(t *testing.T) {
 		t.Fatalf("container:nope: %v, want ErrBadNetwork", err)
 	}
 }
+
+// TestAllocationTasksShareANamespace: tasks of one allocation share their
+// network namespace and its published ports; it goes with the last one.
+func TestAllocationTasksShareANamespace(t *testing.T) {
+	e := newNetEngine(t)
+	alloc := fmt.Sprintf("%08x-0000-4000-8000-%012x", rand.Uint32(), rand.Uint64()&0xffffffffffff)
+	hp := testutil.FreePort(t)
+	ports := []api.AllocPort{{Value: hp, To: 8082, Protocol: "tcp"}}
+	web := randomID()
+	task := &api.Task{Name: "web", Image: "busybox:latest", Command: []string{"sh", "-c",
+		"mkdir -p /www && echo one-alloc > /www/index.html && exec httpd -f -p 8082 -h /www"}}
+	if _, err := e.Create(context.Background(), &TaskRequest{ID: web, Name: "web", AllocID: alloc, Task: task, Ports: ports}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(web); err != nil {
+		t.Fatal(err)
+	}
+	side := randomID()
+	sideTask := &api.Task{Name: "side", Image: "busybox:latest", Command: []string{"sh", "-c",
+		"for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8082/ && exit 0; sleep 0.2; done; exit 1"}}
+	if _, err := e.Create(context.Background(), &TaskRequest{ID: side, Name: "side", AllocID: alloc, Task: sideTask, Ports: ports}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(side); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if st, err := e.Wait(ctx, side); err != nil || st.Code != 0 {
+		t.Fatalf("sidecar could not reach the web task on localhost: %+v, %v", st, err)
+	}
+	key := "alloc-" + alloc + ".bridge"
+	if rules, _ := e.Network().PortRules(key); len(rules) != 1 {
+		t.Fatalf("published port rules of the allocation: %q, want 1", rules)
+	}
+	if body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", hp)); err != nil || strings.TrimSpace(body) != "one-alloc" {
+		t.Fatalf("published port: %q, %v", body, err)
+	}
+	// An agent restart (a new engine on the same data) keeps the shared
+	// endpoint of the live containers.
+	if _, err := Open(filepath.Dir(e.metaDir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Network().Endpoint(key); err != nil {
+		t.Fatalf("endpoint gone after a restart: %v", err)
+	}
+	if err := e.Remove(side, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Network().Endpoint(key); err != nil {
+		t.Fatalf("endpoint gone while the web task still runs: %v", err)
+	}
+	if err := e.Remove(web, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Network().Endpoint(key); err == nil {
+		t.Fatal("endpoint left after the allocation's last container")
+	}
+	if rules, _ := e.Network().PortRules(key); len(rules) != 0 {
+		t.Fatalf("rules left: %q", rules)
+	}
+}
