@@ -820,10 +820,10 @@ func TestFaultRollingServerReplacement(t *testing.T) {
 // Known to fail: once the agent's gossip view holds no live server it
 // has no server to talk to ("agent: no server known yet") and nothing
 // rejoins the --join addresses, so the node stays down after healing.
-// Set BERTH_E2E_LONG_PARTITION=1 to run it.
+// Set BERTH_E2E_KNOWN_BUGS=1 to run it.
 func TestFaultLongAgentPartitionHeals(t *testing.T) {
-	if os.Getenv("BERTH_E2E_LONG_PARTITION") == "" {
-		t.Skip("known failure: an agent cut off past gossip's dead-member timeout never finds a server again; BERTH_E2E_LONG_PARTITION=1 runs it")
+	if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "" {
+		t.Skip("known failure: an agent cut off past gossip's dead-member timeout never finds a server again; BERTH_E2E_KNOWN_BUGS=1 runs it")
 	}
 	fc := startFaultCluster(t, 2)
 	a1 := fc.agents[0]
@@ -840,4 +840,67 @@ func TestFaultLongAgentPartitionHeals(t *testing.T) {
 	t.Logf("agent ready %s after healing a 20s partition", time.Since(start).Round(time.Millisecond))
 	fc.waitHostsRun("long", 2, 30*time.Second)
 	fc.checkNoDuplicates()
+}
+
+// An agent killed while it stops a container (sleep as PID 1 ignores
+// SIGTERM, so the stop waits out the 10s stop timeout) must finish the
+// stop when it comes back.
+//
+// Known to fail: the restored runner of an allocation told to stop is
+// marked stopped and never stops its containers (agent.restore), so the
+// container runs on for good. Set BERTH_E2E_KNOWN_BUGS=1 to run it.
+func TestFaultAgentRestartDuringStop(t *testing.T) {
+	if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "" {
+		t.Skip("known failure: an agent restarted during a container's stop never finishes the stop; BERTH_E2E_KNOWN_BUGS=1 runs it")
+	}
+	fc := startFaultCluster(t, 1)
+	a := fc.agents[0]
+	if _, err := fc.client().Jobs().Register(faultJob("halfstop", 1)); err != nil {
+		t.Fatal(err)
+	}
+	fc.waitRunning("halfstop", 1, 30*time.Second)
+	fc.waitHostsRun("halfstop", 1, 10*time.Second)
+	if r := fc.tn.CLI(fc.addr(), "job", "stop", "halfstop"); r.Code != 0 {
+		t.Fatalf("job stop: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	time.Sleep(time.Second) // the agent has begun the 10s stop
+	fc.tn.Kill(a.proc)
+	fc.tn.Restart(a.proc)
+	Eventually(t, 30*time.Second, "the stopped job's container stopped", func() error {
+		if c := liveContainers(a.host); len(c) > 0 {
+			return fmt.Errorf("%s still runs (pid %d)", c[0].Name, c[0].Pid)
+		}
+		return nil
+	})
+}
+
+// A job stopped right after it was registered must leave no container
+// behind, however the agent's start and stop interleave.
+//
+// Known to fail: when the stop reaches the agent before the container
+// exists, the stop finds nothing to stop and the start goes on to run the
+// container, which then runs for good. Set BERTH_E2E_KNOWN_BUGS=1 to run it.
+func TestFaultStopRightAfterStart(t *testing.T) {
+	if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "" {
+		t.Skip("known failure: a stop that overtakes the container's start is lost; BERTH_E2E_KNOWN_BUGS=1 runs it")
+	}
+	fc := startFaultCluster(t, 1)
+	a := fc.agents[0]
+	cl := fc.client()
+	for i := 0; i < 10; i++ {
+		name := "flash-" + strconv.Itoa(i)
+		if _, err := cl.Jobs().Register(faultJob(name, 1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i*5) * time.Millisecond)
+		if _, err := cl.Jobs().Deregister(name, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	Eventually(t, 40*time.Second, "no container of the stopped jobs runs", func() error {
+		if c := liveContainers(a.host); len(c) > 0 {
+			return fmt.Errorf("%d still run, first %s (pid %d)", len(c), c[0].Name, c[0].Pid)
+		}
+		return nil
+	})
 }
