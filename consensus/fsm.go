@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
@@ -118,8 +120,8 @@ func (f *FSM) apply(index uint64, t MessageType, body []byte) any {
 	if err != nil {
 		return err
 	}
-	if w.err == nil && len(w.allocNodes) > 0 {
-		w.err = rebuildNodeAllocs(txn, w.allocNodes)
+	if w.err == nil {
+		w.flushNodeAllocs()
 	}
 	if w.err != nil {
 		// A memdb insert failed: with a static schema and validated IDs
@@ -138,9 +140,10 @@ type writer struct {
 	index   uint64
 	touched [len(tableOrder)]bool // per table, see mark
 	err     error                 // first insert/delete failure
-	// allocNodes are the nodes whose allocations this entry changed; their
-	// node_allocs rows are rebuilt before commit.
-	allocNodes map[string]bool
+	// nodeAllocs are the allocation lists (sorted by ID, owned by this
+	// entry) of the nodes whose allocations it changed; they replace the
+	// nodes' node_allocs rows before commit.
+	nodeAllocs map[string][]*api.Allocation
 }
 
 var tableOrder = [...]string{TableJobs, TableEvals, TableAllocs, TableNodes, TableSchedulerConfig}
@@ -148,10 +151,10 @@ var tableOrder = [...]string{TableJobs, TableEvals, TableAllocs, TableNodes, Tab
 func (w *writer) insert(table string, obj any) {
 	if table == TableAllocs {
 		a := obj.(*api.Allocation)
-		w.allocNode(a.NodeID)
 		if old := w.alloc(a.ID); old != nil && old.NodeID != a.NodeID {
-			w.allocNode(old.NodeID)
+			w.removeNodeAlloc(old.NodeID, a.ID)
 		}
+		w.upsertNodeAlloc(a)
 	}
 	if err := w.txn.Insert(table, obj); err != nil && w.err == nil {
 		w.err = fmt.Errorf("insert into %s: %w", table, err)
@@ -161,7 +164,8 @@ func (w *writer) insert(table string, obj any) {
 
 func (w *writer) delete(table string, obj any) {
 	if table == TableAllocs {
-		w.allocNode(obj.(*api.Allocation).NodeID)
+		a := obj.(*api.Allocation)
+		w.removeNodeAlloc(a.NodeID, a.ID)
 	}
 	if err := w.txn.Delete(table, obj); err != nil && w.err == nil {
 		w.err = fmt.Errorf("delete from %s: %w", table, err)
@@ -169,12 +173,64 @@ func (w *writer) delete(table string, obj any) {
 	w.mark(table)
 }
 
-// allocNode records that a node's allocations changed.
-func (w *writer) allocNode(id string) {
-	if w.allocNodes == nil {
-		w.allocNodes = map[string]bool{}
+// nodeAllocList returns this entry's working copy of a node's allocation
+// list, starting from the stored row.
+func (w *writer) nodeAllocList(nodeID string) []*api.Allocation {
+	if list, ok := w.nodeAllocs[nodeID]; ok {
+		return list
 	}
-	w.allocNodes[id] = true
+	if w.nodeAllocs == nil {
+		w.nodeAllocs = map[string][]*api.Allocation{}
+	}
+	var list []*api.Allocation
+	obj, err := w.txn.First(tableNodeAllocs, "id", nodeID)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("read allocation list of node %q: %w", nodeID, err)
+	}
+	if obj != nil {
+		stored := obj.(*nodeAllocs).Allocs
+		list = make([]*api.Allocation, len(stored), len(stored)+4)
+		copy(list, stored)
+	}
+	w.nodeAllocs[nodeID] = list
+	return list
+}
+
+// upsertNodeAlloc puts a into its node's list, replacing the entry with
+// its ID.
+func (w *writer) upsertNodeAlloc(a *api.Allocation) {
+	list := w.nodeAllocList(a.NodeID)
+	i, found := slices.BinarySearchFunc(list, a.ID, func(x *api.Allocation, id string) int { return strings.Compare(x.ID, id) })
+	if found {
+		list[i] = a
+	} else {
+		list = slices.Insert(list, i, a)
+	}
+	w.nodeAllocs[a.NodeID] = list
+}
+
+// removeNodeAlloc drops allocation id from a node's list.
+func (w *writer) removeNodeAlloc(nodeID, id string) {
+	list := w.nodeAllocList(nodeID)
+	if i, found := slices.BinarySearchFunc(list, id, func(x *api.Allocation, id string) int { return strings.Compare(x.ID, id) }); found {
+		list = slices.Delete(list, i, i+1)
+	}
+	w.nodeAllocs[nodeID] = list
+}
+
+// flushNodeAllocs writes the changed lists as the nodes' new rows.
+func (w *writer) flushNodeAllocs() {
+	for id, list := range w.nodeAllocs {
+		var err error
+		if len(list) == 0 {
+			_, err = w.txn.DeleteAll(tableNodeAllocs, "id", id)
+		} else {
+			err = w.txn.Insert(tableNodeAllocs, &nodeAllocs{NodeID: id, Allocs: list})
+		}
+		if err != nil && w.err == nil {
+			w.err = fmt.Errorf("write allocation list of node %q: %w", id, err)
+		}
+	}
 }
 
 // mark records that table changed, so its row in the index table gets this
