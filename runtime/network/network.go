@@ -34,6 +34,16 @@ var (
 	// ErrNoFirewall: neither iptables nor iptables-legacy can list the nat
 	// table; install iptables.
 	ErrNoFirewall = errors.New("network: no working iptables binary (install iptables)")
+	// ErrNoNetwork: no network has that name; see `berth network ls`.
+	ErrNoNetwork = errors.New("network: no such network")
+	// ErrNetworkExists: a network with that name exists; pick another name.
+	ErrNetworkExists = errors.New("network: a network with that name already exists")
+	// ErrNetworkInUse: containers are on the network; remove them first.
+	ErrNetworkInUse = errors.New("network: network has containers; remove them first")
+	// ErrBadName: the name is not usable for a network.
+	ErrBadName = errors.New("network: bad network name")
+	// ErrNoSubnet: no free /24 is left in the user network pool; give --subnet.
+	ErrNoSubnet = errors.New("network: no free subnet in the pool; give one with --subnet")
 )
 
 // Defaults.
