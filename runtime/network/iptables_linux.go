@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Chains berth owns. They are shared by every bridge on the host; a rule
@@ -17,6 +18,9 @@ const (
 	chainForward     = "BERTH-FORWARD"
 	chainIsolate     = "BERTH-ISOLATE"
 )
+
+// iptablesBin is the iptables binary this host uses, found once.
+var iptablesBin = sync.OnceValues(findIptables)
 
 // findIptables picks the iptables binary whose nat table can be listed:
 // the nf_tables one first, the legacy one when that fails.
@@ -32,7 +36,11 @@ func findIptables() (string, error) {
 }
 
 func (m *Manager) ipt(args ...string) error {
-	out, err := exec.Command(m.sys.ipt, append([]string{"-w"}, args...)...).CombinedOutput()
+	bin, err := iptablesBin()
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command(bin, append([]string{"-w"}, args...)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("network: iptables %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
@@ -40,7 +48,11 @@ func (m *Manager) ipt(args ...string) error {
 }
 
 func (m *Manager) iptRestore(input string) error {
-	cmd := exec.Command(m.sys.ipt+"-restore", "-w", "--noflush")
+	bin, err := iptablesBin()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin+"-restore", "-w", "--noflush")
 	cmd.Stdin = strings.NewReader(input)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("network: iptables-restore: %v: %s", err, bytes.TrimSpace(out))
@@ -139,14 +151,11 @@ func (m *Manager) addPortRules(ep *Endpoint) error {
 
 // PortRules lists container id's DNAT rules as iptables -S prints them.
 func (m *Manager) PortRules(id string) ([]string, error) {
-	if m.sys.ipt == "" {
-		ipt, err := findIptables()
-		if err != nil {
-			return nil, err
-		}
-		m.sys.ipt = ipt
+	bin, err := iptablesBin()
+	if err != nil {
+		return nil, err
 	}
-	out, err := exec.Command(m.sys.ipt, "-w", "-t", "nat", "-S", chainDNAT).Output()
+	out, err := exec.Command(bin, "-w", "-t", "nat", "-S", chainDNAT).Output()
 	if err != nil {
 		// No chain: no rules.
 		return nil, nil

@@ -17,13 +17,13 @@ import (
 )
 
 // sysState is what the Manager learned about the kernel: whether the
-// bridge and its rules are in place, and the iptables binary.
+// bridge and its rules are in place. It is changed under Manager.mu only;
+// setup works on a copy.
 type sysState struct {
 	ready    bool
 	bridgeIx int
 	mtu      int
-	ipt      string
-	nl       *netlink.Handle // in the Manager's namespace, kept open
+	nl       *netlink.Handle // in the Manager's namespace, kept open; safe for concurrent use
 	dnsConn  *net.UDPConn    // the embedded resolver's socket
 }
 
@@ -40,7 +40,8 @@ func (m *Manager) Setup(ctx context.Context, req Request) (*Endpoint, error) {
 	if ep, err := m.Endpoint(req.ID); err == nil {
 		return ep, nil
 	}
-	if err := m.ensureBridge(); err != nil {
+	sys, err := m.ensureBridge()
+	if err != nil {
 		return nil, err
 	}
 	ip, err := m.ipam.Allocate(req.ID)
@@ -60,7 +61,7 @@ func (m *Manager) Setup(ctx context.Context, req Request) (*Endpoint, error) {
 		_ = m.ipam.Release(req.ID)
 		return nil, err
 	}
-	if err := m.setup(ep, req); err != nil {
+	if err := m.setup(ep, req, sys); err != nil {
 		if terr := m.Teardown(req.ID); terr != nil {
 			return nil, fmt.Errorf("%w (and undoing it: %v)", err, terr)
 		}
@@ -72,7 +73,7 @@ func (m *Manager) Setup(ctx context.Context, req Request) (*Endpoint, error) {
 	return ep, nil
 }
 
-func (m *Manager) setup(ep *Endpoint, req Request) error {
+func (m *Manager) setup(ep *Endpoint, req Request, sys sysState) error {
 	if err := os.MkdirAll(filepath.Dir(ep.ResolvConf), 0o755); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
@@ -93,7 +94,7 @@ func (m *Manager) setup(ep *Endpoint, req Request) error {
 	if err := newNetns(ep.Netns); err != nil {
 		return err
 	}
-	if err := m.setupLinks(ep); err != nil {
+	if err := setupLinks(ep, sys); err != nil {
 		return err
 	}
 	if len(ep.Ports) > 0 {
@@ -106,7 +107,7 @@ func (m *Manager) setup(ep *Endpoint, req Request) error {
 
 // setupLinks makes the veth pair, puts its host end on the bridge and
 // configures the container end inside the namespace.
-func (m *Manager) setupLinks(ep *Endpoint) error {
+func setupLinks(ep *Endpoint, sys sysState) error {
 	nsf, err := os.Open(ep.Netns)
 	if err != nil {
 		return fmt.Errorf("network: open netns: %w", err)
@@ -114,29 +115,29 @@ func (m *Manager) setupLinks(ep *Endpoint) error {
 	defer nsf.Close()
 	// The host end is created up and on the bridge in the same request.
 	veth := &netlink.Veth{
-		LinkAttrs: netlink.LinkAttrs{Name: ep.HostVeth, MTU: m.sys.mtu, MasterIndex: m.sys.bridgeIx,
+		LinkAttrs: netlink.LinkAttrs{Name: ep.HostVeth, MTU: sys.mtu, MasterIndex: sys.bridgeIx,
 			TxQLen: -1, Flags: net.FlagUp},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(nsf.Fd())),
-		PeerMTU:       uint32(m.sys.mtu),
+		PeerMTU:       uint32(sys.mtu),
 		PeerTxQLen:    -1,
 	}
-	err = m.sys.nl.LinkAdd(veth)
+	err = sys.nl.LinkAdd(veth)
 	if errors.Is(err, unix.EEXIST) {
 		// The name comes from the container ID: a veth that has it is a
 		// stale one of this same container (its state was lost).
-		if old, lerr := m.sys.nl.LinkByName(ep.HostVeth); lerr == nil {
-			_ = m.sys.nl.LinkDel(old)
+		if old, lerr := sys.nl.LinkByName(ep.HostVeth); lerr == nil {
+			_ = sys.nl.LinkDel(old)
 		}
 		veth.Index = 0
-		err = m.sys.nl.LinkAdd(veth)
+		err = sys.nl.LinkAdd(veth)
 	}
 	if err != nil {
 		return fmt.Errorf("network: create veth %s: %w", ep.HostVeth, err)
 	}
 	// With br_netfilter, a container's packet to its own published port
 	// goes back out the port it came in on: that needs hairpin mode.
-	if err := m.sys.nl.LinkSetHairpin(veth, true); err != nil {
+	if err := sys.nl.LinkSetHairpin(veth, true); err != nil {
 		return fmt.Errorf("network: hairpin on %s: %w", ep.HostVeth, err)
 	}
 	return configureInside(int(nsf.Fd()), ep)
@@ -284,15 +285,20 @@ func isNotFound(err error) bool {
 
 // ensureBridge makes the bridge, its address, the sysctls and the base
 // iptables rules, once per Manager (and again after a failure).
-func (m *Manager) ensureBridge() error {
+func (m *Manager) ensureBridge() (sysState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sys.ready {
 		if l, err := netlink.LinkByIndex(m.sys.bridgeIx); err == nil && l.Attrs().Name == m.cfg.Bridge {
-			return nil
+			return m.sys, nil
 		}
 		m.sys.ready = false
 	}
+	err := m.makeBridge()
+	return m.sys, err
+}
+
+func (m *Manager) makeBridge() error {
 	br, err := netlink.LinkByName(m.cfg.Bridge)
 	if isNotFound(err) {
 		err = netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: m.cfg.Bridge, TxQLen: -1}})
@@ -320,11 +326,6 @@ func (m *Manager) ensureBridge() error {
 	} {
 		if err := os.WriteFile(s.path, []byte(s.val), 0o644); err != nil {
 			return fmt.Errorf("network: sysctl %s: %w", s.path, err)
-		}
-	}
-	if m.sys.ipt == "" {
-		if m.sys.ipt, err = findIptables(); err != nil {
-			return err
 		}
 	}
 	if m.sys.nl == nil {
@@ -377,13 +378,6 @@ func (m *Manager) Remove() error {
 	if m.sys.dnsConn != nil {
 		m.sys.dnsConn.Close()
 		m.sys.dnsConn = nil
-	}
-	if m.sys.ipt == "" {
-		ipt, err := findIptables()
-		if err != nil {
-			return err
-		}
-		m.sys.ipt = ipt
 	}
 	var errs []error
 	for _, r := range m.bridgeRules() {
@@ -465,15 +459,16 @@ func (m *Manager) restore(ep *Endpoint) error {
 	if err != nil {
 		return nil // the namespace died with its container
 	}
-	if err := m.ensureBridge(); err != nil {
+	sys, err := m.ensureBridge()
+	if err != nil {
 		return err
 	}
-	if hostEnd.Attrs().MasterIndex != m.sys.bridgeIx {
-		if err := m.sys.nl.LinkSetMasterByIndex(hostEnd, m.sys.bridgeIx); err != nil {
+	if hostEnd.Attrs().MasterIndex != sys.bridgeIx {
+		if err := sys.nl.LinkSetMasterByIndex(hostEnd, sys.bridgeIx); err != nil {
 			return fmt.Errorf("network: put %s back on %s: %w", ep.HostVeth, m.cfg.Bridge, err)
 		}
-		_ = m.sys.nl.LinkSetUp(hostEnd)
-		_ = m.sys.nl.LinkSetHairpin(hostEnd, true)
+		_ = sys.nl.LinkSetUp(hostEnd)
+		_ = sys.nl.LinkSetHairpin(hostEnd, true)
 	}
 	if len(ep.Ports) > 0 {
 		rules, err := m.PortRules(ep.ID)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -523,7 +524,8 @@ func TestNoLeaksAfterManyCycles(t *testing.T) {
 	if len(ents) > 1 { // the owner file
 		t.Fatalf("%d netns files left", len(ents))
 	}
-	if out, err := execOut(m.sys.ipt, "-w", "-t", "nat", "-S", chainDNAT); err != nil || strings.Contains(out, "berth:cyc") {
+	bin, _ := iptablesBin()
+	if out, err := execOut(bin, "-w", "-t", "nat", "-S", chainDNAT); err != nil || strings.Contains(out, "berth:cyc") {
 		t.Fatalf("DNAT rules left: %s %v", out, err)
 	}
 }
@@ -531,4 +533,43 @@ func TestNoLeaksAfterManyCycles(t *testing.T) {
 func execOut(name string, args ...string) (string, error) {
 	b, err := execCommand(name, args...)
 	return string(b), err
+}
+
+func TestConcurrentSetupTeardown(t *testing.T) {
+	m := newTestManager(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	ports := make([]int, 8)
+	for w := range ports {
+		ports[w] = testutil.FreePort(t)
+	}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				req := Request{ID: id}
+				if i == 0 {
+					req.Ports = []Port{{HostPort: ports[w], ContainerPort: 80}}
+				}
+				if _, err := m.Setup(context.Background(), req); err != nil {
+					errs <- err
+					return
+				}
+				if err := m.Teardown(id); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if leases, _ := m.ipam.Leases(); len(leases) != 0 {
+		t.Fatalf("leases left: %v", leases)
+	}
 }
