@@ -38,8 +38,13 @@ type Server struct {
 	blocked *blockedEvals
 	hb      *heartbeatTracker
 	applier *planApplier
-	metrics *metrics
-	fwd     *http.Client
+	// planning admits one worker at a time into placement, which is pure
+	// CPU: the others wait for their commits meanwhile, and the Raft,
+	// FSM and HTTP goroutines keep a core instead of queueing behind two
+	// placements for Go's 10 ms preemption slice.
+	planning chan struct{}
+	metrics  *metrics
+	fwd      *http.Client
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,12 +70,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("server", cfg.NodeName),
-		broker:  NewEvalBroker(cfg.EvalTimeout),
-		blocked: newBlockedEvals(),
-		hb:      newHeartbeatTracker(cfg.HeartbeatTTL),
-		fwd:     &http.Client{Timeout: 6 * time.Minute},
+		cfg:      cfg,
+		log:      cfg.Logger.With("server", cfg.NodeName),
+		broker:   NewEvalBroker(cfg.EvalTimeout),
+		planning: make(chan struct{}, 1),
+		blocked:  newBlockedEvals(),
+		hb:       newHeartbeatTracker(cfg.HeartbeatTTL),
+		fwd:      &http.Client{Timeout: 6 * time.Minute},
 	}
 	s.metrics = newMetrics(s)
 	s.broker.SetCost(s.evalCost)

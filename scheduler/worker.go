@@ -104,7 +104,9 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation, token st
 		if len(extra) > 0 {
 			view = &plannerView{StateSnapshot: snap, extra: extra}
 		}
+		s.planning <- struct{}{}
 		plan, err := schedule(view, eval, job, opts)
+		<-s.planning
 		if err != nil {
 			s.log.Error("scheduling failed", "eval", eval.ID, "job", eval.JobID, "err", err)
 			return s.finishEval(eval, api.EvalStatusFailed, err.Error(), nil, snapIndex)
