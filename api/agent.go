@@ -190,7 +190,7 @@ type VolumeCreateRequest struct {
 // NetworkCreateRequest creates a user network on a node.
 type NetworkCreateRequest struct {
 	Name   string `json:"name"`
-	Subnet string `json:"subnet,omitempty"` // IPv4 CIDR; default: the next free /24 of 10.89.0.0/16
+	Subnet string `json:"subnet,omitempty"` // IPv4 CIDR; default: the next free /24 of 10.210.0.0/16
 }
 
 // Network describes one network on a node: the default bridge ("bridge")

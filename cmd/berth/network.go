@@ -43,7 +43,7 @@ func newNetworkCreateCmd() *cobra.Command {
 			if subnet != "" {
 				p, err := netip.ParsePrefix(subnet)
 				if err != nil || !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30 {
-					return fmt.Errorf("invalid --subnet %q: want an IPv4 CIDR between /8 and /30, such as 10.89.7.0/24", subnet)
+					return fmt.Errorf("invalid --subnet %q: want an IPv4 CIDR between /8 and /30, such as 10.210.7.0/24", subnet)
 				}
 			}
 			c, err := apiClient(cmd)
@@ -63,7 +63,7 @@ func newNetworkCreateCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&subnet, "subnet", "", "IPv4 subnet in CIDR form (default: the next free /24 of 10.89.0.0/16)")
+	cmd.Flags().StringVar(&subnet, "subnet", "", "IPv4 subnet in CIDR form (default: the next free /24 of 10.210.0.0/16)")
 	addNodeFlag(cmd, "node to create it on (default: every ready node)")
 	addAddressFlag(cmd)
 	return cmd

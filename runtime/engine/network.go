@@ -28,7 +28,7 @@ type netState struct {
 }
 
 // openNetwork opens the bridge network's state under dataDir (bridge
-// $BERTH_BRIDGE or berth0, subnet $BERTH_BRIDGE_SUBNET or 10.88.0.0/24)
+// $BERTH_BRIDGE or berth0, subnet $BERTH_BRIDGE_SUBNET or 10.209.0.0/24)
 // and tears down the endpoints of containers that no longer exist, which a
 // crash between a container's removal and its network's teardown leaves.
 // It changes nothing else: the bridge is made by the first container that

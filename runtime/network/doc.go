@@ -8,7 +8,7 @@
 //
 // The engine opens a node's networks with OpenNetworks: the default bridge
 // (Config: bridge $BERTH_BRIDGE or berth0, subnet $BERTH_BRIDGE_SUBNET or
-// 10.88.0.0/24) and every user network defined under the data directory.
+// 10.209.0.0/24) and every user network defined under the data directory.
 // For each container it calls Manager.Setup on the network the task names
 // and gets back an Endpoint: the path of a network namespace for the
 // container's init to join (a bind-mounted nsfs file under
@@ -61,7 +61,7 @@
 // container's published port, and its own, through a host address.
 //
 // User networks (Networks.Create) each get a bridge ("bn" and a hash), a
-// /24 of 10.89.0.0/16 unless a subnet is given, and an embedded DNS
+// /24 of 10.210.0.0/16 unless a subnet is given, and an embedded DNS
 // resolver on the bridge address, port 53, which the containers get as
 // their nameserver: it answers the network's container names and aliases
 // and forwards everything else to the host's resolvers. Traffic between a

@@ -50,8 +50,11 @@ var (
 const (
 	DefaultBridge = "berth0"
 	// DefaultSubnet is the node's bridge subnet when BERTH_BRIDGE_SUBNET is
-	// unset: podman's default pool, rarely routed on hosts.
-	DefaultSubnet = "10.88.0.0/24"
+	// unset. It avoids the pools of docker (172.17.0.0/16), podman
+	// (10.88.0.0/16, 10.89.0.0/16) and the usual Kubernetes pod and
+	// service ranges; a bridge is not made on a subnet that overlaps an
+	// address already on the host.
+	DefaultSubnet = "10.209.0.0/24"
 	// SubnetEnv names the environment variable that overrides DefaultSubnet.
 	SubnetEnv = "BERTH_BRIDGE_SUBNET"
 	// DefaultNetnsDir is where namespace files are bind-mounted.

@@ -301,6 +301,9 @@ func (m *Manager) ensureBridge() (sysState, error) {
 func (m *Manager) makeBridge() error {
 	br, err := netlink.LinkByName(m.cfg.Bridge)
 	if isNotFound(err) {
+		if subnetOnHost(m.subnet) {
+			return fmt.Errorf("%w: %s overlaps an address already on this host; set %s to a free prefix", ErrBadSubnet, m.subnet, SubnetEnv)
+		}
 		err = netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: m.cfg.Bridge, TxQLen: -1}})
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("network: create bridge %s: %w", m.cfg.Bridge, err)

@@ -18,7 +18,7 @@ import (
 const (
 	BridgeNetwork = "bridge"
 	// UserPool is where user networks get a /24 when no subnet is given.
-	UserPool = "10.89.0.0/16"
+	UserPool = "10.210.0.0/16"
 	// userBridgePrefix starts every user network's bridge name.
 	userBridgePrefix = "bn"
 )
