@@ -222,6 +222,9 @@ func (m *Manager) IPAM() *IPAM { return m.ipam }
 
 // Endpoint returns container id's recorded endpoint.
 func (m *Manager) Endpoint(id string) (*Endpoint, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("network: endpoint %q: %w", id, os.ErrNotExist)
+	}
 	b, err := os.ReadFile(m.endpointPath(id))
 	if err != nil {
 		return nil, err
@@ -318,6 +321,11 @@ func ValidatePorts(ports []Port) error {
 		}
 	}
 	return nil
+}
+
+// validID keeps IDs safe as file names: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+func validID(id string) bool {
+	return validOwner(id) && id[0] != '.' && id[0] != '_' && id[0] != '-'
 }
 
 func endpointsDir(cfg Config) string { return filepath.Join(cfg.DataDir, "network", "endpoints") }

@@ -34,6 +34,9 @@ type sysState struct {
 // everything made so far is undone. Calling Setup for an ID that has an
 // endpoint returns that endpoint.
 func (m *Manager) Setup(ctx context.Context, req Request) (*Endpoint, error) {
+	if !validID(req.ID) {
+		return nil, fmt.Errorf("%w: endpoint ID %q must match [a-zA-Z0-9][a-zA-Z0-9_.-]*", ErrBadName, req.ID)
+	}
 	if err := ValidatePorts(req.Ports); err != nil {
 		return nil, err
 	}
@@ -219,6 +222,9 @@ func configureInside(nsfd int, ep *Endpoint) error {
 // namespace's bind mount and file, the generated files, the lease and the
 // record. It succeeds when there is nothing to remove.
 func (m *Manager) Teardown(id string) error {
+	if !validID(id) {
+		return nil // Setup never made one
+	}
 	ep, err := m.Endpoint(id)
 	if errors.Is(err, os.ErrNotExist) {
 		return m.ipam.Release(id)

@@ -573,3 +573,18 @@ func TestConcurrentSetupTeardown(t *testing.T) {
 		t.Fatalf("leases left: %v", leases)
 	}
 }
+
+func TestBadEndpointIDs(t *testing.T) {
+	m := newTestManager(t)
+	for _, id := range []string{"", "..", "../x", "a/b", ".hidden"} {
+		if _, err := m.Setup(context.Background(), Request{ID: id}); !errors.Is(err, ErrBadName) {
+			t.Errorf("Setup(%q) = %v, want ErrBadName", id, err)
+		}
+		if err := m.Teardown(id); err != nil {
+			t.Errorf("Teardown(%q) = %v", id, err)
+		}
+	}
+	if _, err := os.Stat(filesDir(m.cfg)); err != nil {
+		t.Fatalf("files directory damaged: %v", err)
+	}
+}

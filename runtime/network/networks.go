@@ -298,6 +298,9 @@ func (n *Networks) all() []*Manager {
 // Teardown removes container id's endpoint from whichever network has it;
 // it succeeds when none has.
 func (n *Networks) Teardown(id string) error {
+	if !validID(id) {
+		return nil
+	}
 	for _, m := range n.all() {
 		if _, err := os.Stat(m.endpointPath(id)); err == nil {
 			return m.Teardown(id)
