@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/api"
@@ -51,10 +52,13 @@ type Agent struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	pool    *gossip.Pool
+	// rejoining is set while a gossip rejoin is under way.
+	rejoining atomic.Bool
 
 	mu       sync.Mutex
 	runners  map[string]*allocRunner
-	server   string // the server address in use
+	server   string   // the server address in use
+	known    []string // servers that answered before
 	clients  map[string]*api.Client
 	ttl      time.Duration
 	updates  map[string]*api.Allocation
@@ -233,13 +237,18 @@ func (a *Agent) restore() error {
 	}
 	for _, la := range las {
 		r := newAllocRunner(a, la)
-		if la.Alloc.DesiredStatus != api.AllocDesiredRun {
+		stopping := la.Alloc.DesiredStatus != api.AllocDesiredRun
+		if stopping {
 			r.stopped = true
 		}
 		a.mu.Lock()
 		a.runners[la.Alloc.ID] = r
 		a.mu.Unlock()
 		r.run()
+		if stopping {
+			// The last agent may have died in the middle of stopping it.
+			go r.stopTasks()
+		}
 	}
 	if len(las) > 0 {
 		a.log.Info("restored allocations from local state", "count", len(las))
@@ -248,14 +257,45 @@ func (a *Agent) restore() error {
 }
 
 // servers lists the server addresses to try, configured ones first.
+// Servers that once answered are kept too: a partition can empty the
+// gossip view (dead members are forgotten), and the agent must still
+// reach the servers when the network heals.
 func (a *Agent) servers() []string {
 	out := append([]string(nil), a.cfg.Servers...)
-	for _, s := range a.gossipServers() {
+	for _, s := range append(a.gossipServers(), a.known...) {
 		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// serverAnswered records that the server in use answered.
+func (a *Agent) serverAnswered() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.server != "" && !slices.Contains(a.known, a.server) {
+		a.known = append(a.known, a.server)
+	}
+}
+
+// rejoinGossip joins the pool again through the --join addresses when no
+// live server is left in the agent's view of it. One attempt at a time.
+func (a *Agent) rejoinGossip() {
+	if a.pool == nil || a.cfg.Gossip == nil || len(a.cfg.Gossip.Join) == 0 || len(a.gossipServers()) > 0 {
+		return
+	}
+	if !a.rejoining.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.rejoining.Store(false)
+		if _, err := a.pool.Join(a.cfg.Gossip.Join); err != nil {
+			a.log.Debug("gossip rejoin failed", "err", err)
+		} else {
+			a.log.Info("rejoined the gossip pool", "join", a.cfg.Gossip.Join)
+		}
+	}()
 }
 
 // client returns a client for the server in use, or the next one to try.
@@ -343,8 +383,12 @@ func (a *Agent) registerLoop() {
 			_, _ = a.client(true)
 			wait = backoff
 			backoff = min(backoff*2, 2*time.Second)
+			if failures >= 3 {
+				a.rejoinGossip()
+			}
 		} else {
 			backoff, failures = 200*time.Millisecond, 0
+			a.serverAnswered()
 		}
 		select {
 		case <-a.ctx.Done():
@@ -383,7 +427,9 @@ func (a *Agent) heartbeatInterval() time.Duration {
 // watchLoop follows this node's allocations with a blocking query and
 // reconciles the runners with them.
 func (a *Agent) watchLoop() {
-	var index uint64
+	var index uint64 // the index to block on; 0 asks without blocking
+	var seen uint64  // the highest index any answer carried
+	stale := 0       // answers in a row older than seen
 	backoff := 200 * time.Millisecond
 	for a.ctx.Err() == nil {
 		c, err := a.client(false)
@@ -408,20 +454,40 @@ func (a *Agent) watchLoop() {
 			continue
 		}
 		backoff = 200 * time.Millisecond
+		last := uint64(0)
 		if meta != nil {
-			if meta.LastIndex < index {
-				index = 0 // the server's state was reset
-			} else {
-				index = meta.LastIndex
-			}
+			last = meta.LastIndex
 		}
-		a.reconcile(allocs)
+		// An answer older than one already seen comes from a server that
+		// lags behind (a new leader catching up, a rotation to another
+		// server). It may lack allocations that exist, so it can start
+		// and update runners but never destroy them. Many such answers
+		// in a row mean the cluster's state really was reset.
+		if last < seen && stale < maxStaleAnswers {
+			stale++
+			a.reconcile(allocs, false)
+			index = 0
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		stale = 0
+		seen, index = last, last
+		a.reconcile(allocs, true)
 	}
 }
 
+// maxStaleAnswers is how many answers older than the newest seen the watch
+// loop discounts before it believes the cluster's state was reset.
+const maxStaleAnswers = 20
+
 // reconcile starts runners for new allocations, passes updates to existing
-// ones, and destroys runners whose allocation the server no longer has.
-func (a *Agent) reconcile(allocs []*api.Allocation) {
+// ones, and (with destroy) destroys runners whose allocation the server no
+// longer has.
+func (a *Agent) reconcile(allocs []*api.Allocation, destroy bool) {
 	seen := map[string]bool{}
 	for _, alloc := range allocs {
 		seen[alloc.ID] = true
@@ -444,6 +510,9 @@ func (a *Agent) reconcile(allocs []*api.Allocation) {
 		r.persist()
 		r.log.Info("starting allocation")
 		r.run()
+	}
+	if !destroy {
+		return
 	}
 	a.mu.Lock()
 	var gone []*allocRunner

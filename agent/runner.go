@@ -281,6 +281,13 @@ func (r *allocRunner) runTask(t *api.Task) {
 			r.failTask(t.Name, ts, err)
 			return
 		}
+		if r.isStopped() {
+			// A stop that arrived while the container was being created
+			// found nothing to stop; the allocation is no longer wanted.
+			if err := r.a.eng.Stop(id, -1); err != nil && !errors.Is(err, container.ErrNotRunning) {
+				log.Warn("stop container started after its allocation was stopped", "err", err)
+			}
+		}
 		if info, err := r.a.eng.Info(id); err == nil && info.State == api.ContainerRunning {
 			ts.State, ts.ContainerID, ts.Pid = api.TaskStateRunning, id, info.Pid
 			ts.StartedAt, ts.FinishedAt, ts.Message = info.StartedAt, 0, ""

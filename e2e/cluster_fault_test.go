@@ -817,14 +817,9 @@ func TestFaultRollingServerReplacement(t *testing.T) {
 // GossipToTheDeadTime, 10s in internal/gossip) must still heal: the agent
 // comes back ready and its stale copies are stopped.
 //
-// Known to fail: once the agent's gossip view holds no live server it
-// has no server to talk to ("agent: no server known yet") and nothing
-// rejoins the --join addresses, so the node stays down after healing.
-// Set BERTH_E2E_KNOWN_BUGS=1 to run it.
+// Once the agent's gossip view holds no live server, it keeps the servers
+// that answered before and rejoins the pool through its --join addresses.
 func TestFaultLongAgentPartitionHeals(t *testing.T) {
-	if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known failure: an agent cut off past gossip's dead-member timeout never finds a server again; BERTH_E2E_KNOWN_BUGS=1 runs it")
-	}
 	fc := startFaultCluster(t, 2)
 	a1 := fc.agents[0]
 	if _, err := fc.client().Jobs().Register(faultJob("long", 2)); err != nil {
@@ -846,13 +841,8 @@ func TestFaultLongAgentPartitionHeals(t *testing.T) {
 // SIGTERM, so the stop waits out the 10s stop timeout) must finish the
 // stop when it comes back.
 //
-// Known to fail: the restored runner of an allocation told to stop is
-// marked stopped and never stops its containers (agent.restore), so the
-// container runs on for good. Set BERTH_E2E_KNOWN_BUGS=1 to run it.
+// The restored runner of an allocation told to stop finishes the stop.
 func TestFaultAgentRestartDuringStop(t *testing.T) {
-	if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known failure: an agent restarted during a container's stop never finishes the stop; BERTH_E2E_KNOWN_BUGS=1 runs it")
-	}
 	fc := startFaultCluster(t, 1)
 	a := fc.agents[0]
 	if _, err := fc.client().Jobs().Register(faultJob("halfstop", 1)); err != nil {
@@ -877,13 +867,9 @@ func TestFaultAgentRestartDuringStop(t *testing.T) {
 // A job stopped right after it was registered must leave no container
 // behind, however the agent's start and stop interleave.
 //
-// Known to fail: when the stop reaches the agent before the container
-// exists, the stop finds nothing to stop and the start goes on to run the
-// container, which then runs for good. Set BERTH_E2E_KNOWN_BUGS=1 to run it.
+// When the stop reaches the agent before the container exists, the start
+// sees the allocation stopped and stops what it started.
 func TestFaultStopRightAfterStart(t *testing.T) {
-	if os.Getenv("BERTH_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known failure: a stop that overtakes the container's start is lost; BERTH_E2E_KNOWN_BUGS=1 runs it")
-	}
 	fc := startFaultCluster(t, 1)
 	a := fc.agents[0]
 	cl := fc.client()

@@ -43,9 +43,9 @@ type Engine struct {
 	// InsecureRegistries are registries (host:port) reached over plain
 	// HTTP or with unverified TLS; set before use.
 	InsecureRegistries []string
-	metaDir    string
-	mu         sync.Mutex // serialises meta writes with volume acquire/release
-	net        *netState  // the bridge network (network.go)
+	metaDir            string
+	mu                 sync.Mutex // serialises meta writes with volume acquire/release
+	net                *netState  // the bridge network (network.go)
 }
 
 // Open opens (creating if needed) the runtime state under dataDir:
