@@ -90,22 +90,24 @@ type Task struct {
 	// Command replaces the image's Cmd; Entrypoint replaces its Entrypoint.
 	// A nil Entrypoint (JSON null or absent) keeps the image's value, an
 	// empty one ([]) clears it.
-	Command     []string          `json:"command,omitempty"`
-	Entrypoint  []string          `json:"entrypoint"`
-	Env         map[string]string `json:"env,omitempty"`
-	WorkingDir  string            `json:"working_dir,omitempty"`
-	User        string            `json:"user,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Resources   Resources         `json:"resources,omitempty"`
-	Ports       []Port            `json:"ports,omitempty"`
-	Volumes     []string          `json:"volumes,omitempty"` // NAME:/path[:ro] or /host:/path[:ro]
-	Network     string            `json:"network,omitempty"` // bridge|none|host|NAME
-	StopTimeout Duration          `json:"stop_timeout,omitempty"`
-	StopSignal  string            `json:"stop_signal,omitempty"`
-	CapAdd      []string          `json:"cap_add,omitempty"`
-	CapDrop     []string          `json:"cap_drop,omitempty"`
-	Tty         bool              `json:"tty,omitempty"`
-	Interactive bool              `json:"interactive,omitempty"`
+	Command    []string          `json:"command,omitempty"`
+	Entrypoint []string          `json:"entrypoint"`
+	Env        map[string]string `json:"env,omitempty"`
+	WorkingDir string            `json:"working_dir,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Resources  Resources         `json:"resources,omitempty"`
+	Ports      []Port            `json:"ports,omitempty"`
+	Volumes    []string          `json:"volumes,omitempty"` // NAME:/path[:ro] or /host:/path[:ro]
+	Network    string            `json:"network,omitempty"` // bridge|none|host|NAME|container:ID
+	// NetworkAliases are more names the task answers to on a user network.
+	NetworkAliases []string `json:"network_aliases,omitempty"`
+	StopTimeout    Duration `json:"stop_timeout,omitempty"`
+	StopSignal     string   `json:"stop_signal,omitempty"`
+	CapAdd         []string `json:"cap_add,omitempty"`
+	CapDrop        []string `json:"cap_drop,omitempty"`
+	Tty            bool     `json:"tty,omitempty"`
+	Interactive    bool     `json:"interactive,omitempty"`
 }
 
 // Resources asks for capacity. CPU is in millicores, Memory in MiB.

@@ -52,6 +52,7 @@ type runFlags struct {
 	stopTimeout                  string
 	stopSignal                   string
 	network                      string
+	networkAliases               []string
 	constraints                  []string
 	publish                      []string
 	capAdd, capDrop              []string
@@ -98,7 +99,8 @@ rack=r1 for ${node.label.rack}.`,
 	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, always, unless-stopped, on-failure[:N]")
 	fl.StringVar(&f.stopTimeout, "stop-timeout", "", "seconds (or a duration such as 30s) to wait after the stop signal before killing")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal that stops the container (default SIGTERM)")
-	fl.StringVar(&f.network, "network", "", "network: bridge (default), none, host or a network name")
+	fl.StringVar(&f.network, "network", "", "network: bridge (default), none, host, container:ID or a network name")
+	fl.StringArrayVar(&f.networkAliases, "network-alias", nil, "another name the container answers to on a user network (repeatable)")
 	fl.StringArrayVar(&f.constraints, "constraint", nil, "place only on nodes where ATTR=VALUE (or ATTR!=VALUE)")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port: [hostip:]hostport:containerport[/proto] or containerport[/proto]")
 	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability")
@@ -211,10 +213,17 @@ func buildRunJob(f *runFlags, image string, command []string, changed func(strin
 		task.Volumes = append(task.Volumes, v)
 	}
 	if f.network != "" {
-		if !regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`).MatchString(f.network) {
-			return nil, fmt.Errorf("invalid --network %q: use bridge, none, host or a network name", f.network)
+		name := strings.TrimPrefix(f.network, "container:")
+		if !regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`).MatchString(name) {
+			return nil, fmt.Errorf("invalid --network %q: use bridge, none, host, container:ID or a network name", f.network)
 		}
 		task.Network = f.network
+	}
+	for _, a := range f.networkAliases {
+		if !regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`).MatchString(a) {
+			return nil, fmt.Errorf("invalid --network-alias %q: use letters, digits, '.', '_' and '-'", a)
+		}
+		task.NetworkAliases = append(task.NetworkAliases, a)
 	}
 	if f.stopTimeout != "" {
 		d, err := parseStopTimeout(f.stopTimeout)

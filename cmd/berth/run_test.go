@@ -272,6 +272,8 @@ func TestBuildRunJob(t *testing.T) {
 		{"missing env file", runFlags{envFiles: []string{filepath.Join(dir, "nope")}}, "--env-file"},
 		{"bad label", runFlags{labels: []string{"=v"}}, "--label"},
 		{"bad network", runFlags{network: "a b"}, "--network"},
+		{"bad container network", runFlags{network: "container:"}, "--network"},
+		{"bad network alias", runFlags{networkAliases: []string{"a b"}}, "--network-alias"},
 		{"bad stop timeout", runFlags{stopTimeout: "soon"}, "--stop-timeout"},
 		{"bad cap", runFlags{capAdd: []string{"net admin"}}, "--cap-add"},
 		{"bad signal", runFlags{stopSignal: "SIGNOPE"}, "--stop-signal"},
@@ -441,5 +443,17 @@ func TestCtrStatus(t *testing.T) {
 				t.Errorf("name %q id %q", tt.x.Name, tt.x.ID)
 			}
 		})
+	}
+}
+
+func TestRunNetworkContainerModeAndAliases(t *testing.T) {
+	f := runFlags{restart: "no", network: "container:web", networkAliases: []string{"api", "api.v1"}}
+	job, err := buildRunJob(&f, "busybox", nil, func(string) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := job.Groups[0].Tasks[0]
+	if task.Network != "container:web" || len(task.NetworkAliases) != 2 || task.NetworkAliases[1] != "api.v1" {
+		t.Fatalf("network %q aliases %v", task.Network, task.NetworkAliases)
 	}
 }

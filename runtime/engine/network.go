@@ -135,7 +135,7 @@ func (e *Engine) setupNetwork(ctx context.Context, req *TaskRequest, spec *conta
 		e.net.mu.Lock()
 		defer e.net.mu.Unlock()
 		ep, err := m.Setup(ctx, network.Request{
-			ID: key, Name: req.Name, Hostname: spec.Hostname, Ports: networkPorts(req.Ports),
+			ID: key, Name: req.Name, Aliases: req.Task.NetworkAliases, Hostname: spec.Hostname, Ports: networkPorts(req.Ports),
 		})
 		if err != nil {
 			return err

@@ -253,7 +253,7 @@ func TestUserNetworkByContainerName(t *testing.T) {
 		}
 	}()
 	id := randomID()
-	task := &api.Task{Image: "busybox:latest", Network: name, Command: []string{"sh", "-c",
+	task := &api.Task{Image: "busybox:latest", Network: name, NetworkAliases: []string{"alias" + name}, Command: []string{"sh", "-c",
 		"mkdir -p /www && echo hello-by-name > /www/index.html && exec httpd -f -p 80 -h /www"}}
 	if _, err := e.Create(context.Background(), &TaskRequest{ID: id, Name: "web" + name, Task: task}); err != nil {
 		t.Fatal(err)
@@ -264,10 +264,10 @@ func TestUserNetworkByContainerName(t *testing.T) {
 	}
 	cid := randomID()
 	code, out := runTask(t, e, cid, &api.Task{Image: "busybox:latest", Network: name, Command: []string{"sh", "-c",
-		"cat /etc/resolv.conf; for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://web" + name + "/ && exit 0; sleep 0.2; done; exit 1"}})
+		"cat /etc/resolv.conf; for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://web" + name + "/ && wget -qO- http://alias" + name + "/ && exit 0; sleep 0.2; done; exit 1"}})
 	defer e.Remove(cid, true)
 	if code != 0 || !strings.Contains(out, "nameserver "+info.Gateway) || !strings.Contains(out, "hello-by-name") {
-		t.Fatalf("wget by name on network %s: exit %d, %q", name, code, out)
+		t.Fatalf("wget by name and alias on network %s: exit %d, %q", name, code, out)
 	}
 }
 
