@@ -108,6 +108,13 @@ type Task struct {
 	CapDrop        []string `json:"cap_drop,omitempty"`
 	Tty            bool     `json:"tty,omitempty"`
 	Interactive    bool     `json:"interactive,omitempty"`
+	// Auth is the registry credential for pulling Image (a job spec's
+	// "auth: {username, password}" or an identity token; the CLI fills
+	// it from the submitter's login). The servers keep it in their Raft
+	// log and snapshots unencrypted for now, hand it only to the node
+	// that runs the task (GET /v1/nodes/{id}/allocations) and show it
+	// redacted everywhere else.
+	Auth *RegistryAuth `json:"auth,omitempty"`
 }
 
 // Resources asks for capacity. CPU is in millicores, Memory in MiB.

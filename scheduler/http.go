@@ -357,7 +357,7 @@ func (s *Server) jobList(c echo.Context) error {
 			if err != nil {
 				return 0, nil, err
 			}
-			out = append(out, withStatus(j, allocs))
+			out = append(out, redactJob(withStatus(j, allocs)))
 		}
 		idx := max(st.IndexWatch(ws, consensus.TableJobs), st.IndexWatch(ws, consensus.TableAllocs))
 		return idx, out, nil
@@ -378,7 +378,7 @@ func (s *Server) jobGet(c echo.Context) error {
 		if err != nil {
 			return 0, nil, err
 		}
-		return max(job.ModifyIndex, maxAllocIndex(allocs)), withStatus(job, allocs), nil
+		return max(job.ModifyIndex, maxAllocIndex(allocs)), redactJob(withStatus(job, allocs)), nil
 	})
 }
 
@@ -400,10 +400,7 @@ func (s *Server) jobAllocs(c echo.Context) error {
 		if job != nil {
 			idx = max(idx, job.ModifyIndex)
 		}
-		if allocs == nil {
-			allocs = []*api.Allocation{}
-		}
-		return idx, allocs, nil
+		return idx, redactAllocs(allocs), nil
 	})
 }
 
@@ -531,10 +528,7 @@ func (s *Server) jobPlan(c echo.Context) error {
 func (s *Server) allocList(c echo.Context) error {
 	return s.blocking(c, func(ws memdb.WatchSet, st *consensus.StateStore) (uint64, any, error) {
 		allocs, err := st.Allocs(ws)
-		if allocs == nil {
-			allocs = []*api.Allocation{}
-		}
-		return st.IndexWatch(ws, consensus.TableAllocs), allocs, err
+		return st.IndexWatch(ws, consensus.TableAllocs), redactAllocs(allocs), err
 	})
 }
 
@@ -548,7 +542,7 @@ func (s *Server) allocGet(c echo.Context) error {
 		if a == nil {
 			return 0, nil, notFound("allocation %q not found", id)
 		}
-		return a.ModifyIndex, a, nil
+		return a.ModifyIndex, redactAlloc(a), nil
 	})
 }
 
@@ -712,6 +706,8 @@ func (s *Server) nodeAllocs(c echo.Context) error {
 		if allocs == nil {
 			allocs = []*api.Allocation{}
 		}
+		// Unlike every other read route, this one carries the tasks'
+		// registry credentials: the agent needs them to pull.
 		// A purge deletes allocations and stamps their nodes instead, so
 		// the node's own index counts too (consensus purgeAllocs).
 		return max(maxAllocIndex(allocs), n.ModifyIndex, 1), allocs, nil
@@ -958,4 +954,79 @@ func (s *Server) members(c echo.Context) error {
 func (s *Server) health(c echo.Context) error {
 	leader := s.raft.LeaderAddr()
 	return s.reply(c, http.StatusOK, 0, &api.Health{OK: leader != "", Role: gossip.RoleServer, Leader: leader, Version: Version})
+}
+
+// --- registry credentials
+
+// redactedSecret replaces a task's registry secrets in what the read
+// routes return. Only the node that runs a task gets them in plain form
+// (nodeAllocs). They are stored unencrypted in the Raft log and snapshots.
+const redactedSecret = "<redacted>"
+
+func hasAuth(job *api.Job) bool {
+	if job == nil {
+		return false
+	}
+	for _, g := range job.Groups {
+		if g == nil {
+			continue
+		}
+		for _, t := range g.Tasks {
+			if t != nil && t.Auth != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// redactJob returns job with its tasks' registry passwords and tokens
+// replaced by redactedSecret. A job with credentials is copied first:
+// objects from the state store are shared and never changed in place.
+func redactJob(job *api.Job) *api.Job {
+	if !hasAuth(job) {
+		return job
+	}
+	c := consensus.CopyJob(job)
+	for _, g := range c.Groups {
+		if g == nil {
+			continue
+		}
+		for _, t := range g.Tasks {
+			if t == nil || t.Auth == nil {
+				continue
+			}
+			// A new RegistryAuth: the copy still shares the old one.
+			a := &api.RegistryAuth{Username: t.Auth.Username}
+			for _, f := range []struct{ src, dst *string }{
+				{&t.Auth.Password, &a.Password}, {&t.Auth.IdentityToken, &a.IdentityToken}, {&t.Auth.RegistryToken, &a.RegistryToken},
+			} {
+				if *f.src != "" {
+					*f.dst = redactedSecret
+				}
+			}
+			t.Auth = a
+		}
+	}
+	return c
+}
+
+// redactAlloc returns a with its embedded job redacted (redactJob).
+func redactAlloc(a *api.Allocation) *api.Allocation {
+	if a == nil || !hasAuth(a.Job) {
+		return a
+	}
+	c := consensus.CopyAlloc(a)
+	c.Job = redactJob(a.Job)
+	return c
+}
+
+// redactAllocs redacts each allocation (redactAlloc); nil becomes an
+// empty list so that it encodes as [].
+func redactAllocs(allocs []*api.Allocation) []*api.Allocation {
+	out := make([]*api.Allocation, len(allocs))
+	for i, a := range allocs {
+		out[i] = redactAlloc(a)
+	}
+	return out
 }
