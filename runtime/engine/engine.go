@@ -105,7 +105,7 @@ type meta struct {
 // Create makes (but does not start) the container for a task.
 func (e *Engine) Create(ctx context.Context, req *TaskRequest) (*api.ContainerInfo, error) {
 	t := req.Task
-	img, err := e.resolveImage(ctx, t.Image)
+	img, err := e.resolveImage(ctx, t.Image, t.Auth)
 	if err != nil {
 		return nil, err
 	}
