@@ -118,6 +118,9 @@ func New(cfg Config) (*Agent, error) {
 		ttl:      5 * time.Second,
 	}
 	res, attrs := fingerprint(cfg.DataDir)
+	// unique.network.ip is where this node's published ports are reached
+	// from elsewhere in the cluster (berth ps, berth service ls).
+	attrs["unique.network.ip"] = advertiseIP(cfg.BindAddr)
 	a.node = &api.Node{
 		ID: id, Name: cfg.NodeName, Datacenter: cfg.Datacenter,
 		Status: api.NodeStatusReady, Eligibility: api.NodeEligible,
@@ -589,3 +592,24 @@ func (a *Agent) reportLoop() {
 
 // NodeName is the name this node registers under.
 func (a *Agent) NodeName() string { return a.node.Name }
+
+// advertiseIP is the address other hosts reach this node's published ports
+// on: the agent's bind address, or when that is a wildcard (0.0.0.0, ::)
+// the host's first global unicast IPv4 address. A loopback bind (dev mode)
+// is kept as is: its ports are reachable on that address only.
+func advertiseIP(bind string) string {
+	ip := net.ParseIP(bind)
+	if ip == nil || !ip.IsUnspecified() {
+		return bind
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return bind
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return bind
+}

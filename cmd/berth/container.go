@@ -340,6 +340,7 @@ func newPsCmd() *cobra.Command {
 			cmds := map[string][]string{}
 			asked := map[string]bool{}
 			rows := []psRow{}
+			var nodeAddrs map[string]string // node ID -> address of its published ports
 			for _, x := range ctrs {
 				if !all && !x.running() {
 					continue
@@ -354,7 +355,14 @@ func newPsCmd() *cobra.Command {
 						}
 					}
 				}
-				rows = append(rows, psRowOf(x, cmds[x.ID]))
+				row := psRowOf(x, cmds[x.ID])
+				if len(row.Ports) > 0 {
+					if nodeAddrs == nil {
+						nodeAddrs = nodeIPs(c)
+					}
+					row.Ports = withNodeIP(row.Ports, nodeAddrs[x.Alloc.NodeID])
+				}
+				rows = append(rows, row)
 			}
 			if quiet {
 				for _, r := range rows {
@@ -367,7 +375,7 @@ func newPsCmd() *cobra.Command {
 				return nil
 			}
 			return render(cmd, rows, func(w io.Writer) error {
-				t := newTable(w, "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES", "NODE")
+				t := newTable(w, "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES", "NODE")
 				for _, r := range rows {
 					id, command := r.ID[:12], strconv.Quote(r.Command)
 					if noTrunc {
@@ -375,7 +383,7 @@ func newPsCmd() *cobra.Command {
 					} else {
 						command = strconv.Quote(truncRunes(r.Command, 20))
 					}
-					t.Row(id, r.Image, command, humanAgo(r.Created), r.Status, r.Name, r.Node)
+					t.Row(id, r.Image, command, humanAgo(r.Created), r.Status, formatPorts(r.Ports, ""), r.Name, r.Node)
 				}
 				return t.Flush()
 			})
@@ -785,14 +793,16 @@ func newRmCmd() *cobra.Command {
 // ctrInspect is what `berth inspect` prints for one container: the agent's
 // view (when the node answers) and the server's.
 type ctrInspect struct {
-	ID         string             `json:"id"`
-	Name       string             `json:"name"`
-	Node       string             `json:"node"`
-	State      *api.TaskState     `json:"state"`
-	Task       *api.Task          `json:"task"`
-	Container  *api.ContainerInfo `json:"container,omitempty"`
-	AgentError string             `json:"agent_error,omitempty"`
-	Allocation *api.Allocation    `json:"allocation"`
+	ID        string             `json:"id"`
+	Name      string             `json:"name"`
+	Node      string             `json:"node"`
+	State     *api.TaskState     `json:"state"`
+	Task      *api.Task          `json:"task"`
+	Container *api.ContainerInfo `json:"container,omitempty"`
+	// Ports are the published ports as node-ip:port->port/proto.
+	Ports      []string        `json:"ports,omitempty"`
+	AgentError string          `json:"agent_error,omitempty"`
+	Allocation *api.Allocation `json:"allocation"`
 }
 
 func newInspectCmd() *cobra.Command {
@@ -811,6 +821,7 @@ func newInspectCmd() *cobra.Command {
 			}
 			out := []ctrInspect{}
 			var errs []string
+			var nodeAddrs map[string]string // node ID -> address of its published ports
 			for _, ref := range args {
 				x, err := findCtr(all, ref)
 				if err != nil {
@@ -823,6 +834,20 @@ func newInspectCmd() *cobra.Command {
 						ci.Container = info
 					} else {
 						ci.AgentError = err.Error()
+					}
+				}
+				if len(x.Alloc.Ports) > 0 || (ci.Container != nil && len(ci.Container.Ports) > 0) {
+					if nodeAddrs == nil {
+						nodeAddrs = nodeIPs(c)
+					}
+					addr := nodeAddrs[x.Alloc.NodeID]
+					ports := x.Alloc.Ports
+					if ci.Container != nil && len(ci.Container.Ports) > 0 {
+						ci.Container.Ports = withNodeIP(ci.Container.Ports, addr)
+						ports = ci.Container.Ports
+					}
+					for _, p := range ports {
+						ci.Ports = append(ci.Ports, formatPort(p, addr))
 					}
 				}
 				out = append(out, ci)
