@@ -49,7 +49,7 @@ type jobRunResult struct {
 }
 
 func newJobRunCmd() *cobra.Command {
-	var detach bool
+	var detach, noAuth bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -65,6 +65,11 @@ when some copies could not be placed.`,
 			job, err := jobspec.ParseFile(args[0])
 			if err != nil {
 				return err
+			}
+			if !noAuth {
+				if err := attachLoginAuth(job); err != nil {
+					return err
+				}
 			}
 			c, err := apiClient(cmd)
 			if err != nil {
@@ -127,6 +132,7 @@ when some copies could not be placed.`,
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return once the job is acknowledged, without waiting for placement")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for placement")
+	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "do not send your registry logins with tasks that have no auth of their own")
 	addFormatFlag(cmd)
 	return cmd
 }
@@ -181,6 +187,7 @@ func evalFailure(ev *api.Evaluation) string {
 }
 
 func newJobPlanCmd() *cobra.Command {
+	var noAuth bool
 	cmd := &cobra.Command{
 		Use:   "plan FILE",
 		Short: "Show what submitting a job would place, without doing it",
@@ -192,6 +199,13 @@ func newJobPlanCmd() *cobra.Command {
 			job, err := jobspec.ParseFile(args[0])
 			if err != nil {
 				return err
+			}
+			// The same credentials job run sends, so that the plan compares
+			// the job that would be submitted.
+			if !noAuth {
+				if err := attachLoginAuth(job); err != nil {
+					return err
+				}
 			}
 			c, err := apiClient(cmd)
 			if err != nil {
@@ -243,6 +257,7 @@ func newJobPlanCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&noAuth, "no-auth", false, "do not send your registry logins with tasks that have no auth of their own")
 	addFormatFlag(cmd)
 	return cmd
 }

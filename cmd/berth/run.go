@@ -58,6 +58,7 @@ type runFlags struct {
 	capAdd, capDrop              []string
 	priority                     int
 	datacenters                  []string
+	noAuth                       bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -107,12 +108,14 @@ rack=r1 for ${node.label.rack}.`,
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability")
 	fl.IntVar(&f.priority, "priority", 0, "job priority 1..100 (default: the server's, 50)")
 	fl.StringArrayVar(&f.datacenters, "datacenter", nil, "datacenters the container may run in")
+	fl.BoolVar(&f.noAuth, "no-auth", false, "do not send your registry login for the image with the job")
 	addAddressFlag(cmd)
 	return cmd
 }
 
 // buildRunJob turns the flags into a job. It validates every flag and
-// touches nothing outside (except reading --env-file and the environment).
+// touches nothing outside (except reading --env-file, the environment and,
+// unless --no-auth, the client config for a registry login: attachLoginAuth).
 func buildRunJob(f *runFlags, image string, command []string, changed func(string) bool) (*api.Job, error) {
 	if f.tty || f.interactive {
 		return nil, errors.New("-i/-t (interactive terminals) are not supported yet; run without them, or start the container with -d and use `berth exec`")
@@ -290,7 +293,38 @@ func buildRunJob(f *runFlags, image string, command []string, changed func(strin
 		}},
 		Meta: map[string]string{metaRun: "1", metaStarted: strconv.FormatInt(time.Now().UnixNano(), 10)},
 	}
+	if !f.noAuth {
+		if err := attachLoginAuth(job); err != nil {
+			return nil, err
+		}
+	}
 	return job, nil
+}
+
+// attachLoginAuth gives every task of job that has no credentials of its
+// own the submitting user's login for its image's registry (berth's
+// client config, then the docker config and its credential helpers), so
+// that whichever node runs the task can pull a private image: "login,
+// then run" works across a cluster. A task without a login is left as it
+// is. The servers keep the credential with the job (unencrypted in their
+// Raft log for now) and show it only to the node that runs the task.
+func attachLoginAuth(job *api.Job) error {
+	for _, g := range job.Groups {
+		if g == nil {
+			continue
+		}
+		for _, t := range g.Tasks {
+			if t == nil || t.Auth != nil || t.Image == "" {
+				continue
+			}
+			a, _, err := registryAccess(t.Image, false)
+			if err != nil {
+				return fmt.Errorf("registry login for the image of task %q: %w (--no-auth sends none)", t.Name, err)
+			}
+			t.Auth = a
+		}
+	}
+	return nil
 }
 
 var (
