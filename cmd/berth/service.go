@@ -131,17 +131,16 @@ func (e serviceEndpoint) String() string {
 	return fmt.Sprintf("%s->%d/%s", net.JoinHostPort(e.Address, strconv.Itoa(e.Port)), e.To, e.Protocol)
 }
 
-// serviceEndpoints lists the published endpoints of the running service
-// jobs, or of the one named, ordered by job, group and allocation.
+// serviceEndpoints lists the published endpoints of the running jobs, or of
+// the one named, ordered by job, group and allocation. Any job that
+// publishes ports is a service here, whatever its type: `berth run -d -p`
+// starts batch jobs.
 func serviceEndpoints(c *api.Client, name string) ([]serviceEndpoint, error) {
 	var jobs []*api.Job
 	if name != "" {
 		j, _, err := c.Jobs().Info(name, nil)
 		if err != nil {
 			return nil, fmt.Errorf("service %q: %w (see `berth job ls`)", name, err)
-		}
-		if j.Type != "" && j.Type != api.JobTypeService {
-			return nil, fmt.Errorf("job %q is a %s job, not a service: it publishes no endpoints", name, j.Type)
 		}
 		jobs = []*api.Job{j}
 	} else {
@@ -150,7 +149,7 @@ func serviceEndpoints(c *api.Client, name string) ([]serviceEndpoint, error) {
 			return nil, err
 		}
 		for _, j := range all {
-			if (j.Type == "" || j.Type == api.JobTypeService) && !j.Stop {
+			if !j.Stop {
 				jobs = append(jobs, j)
 			}
 		}
@@ -207,8 +206,8 @@ func newServiceLsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ls [NAME]",
 		Aliases: []string{"list"},
-		Short:   "List running services' published endpoints (node address and port)",
-		Long: "List the published endpoints of every running service job, or of the named one:\n" +
+		Short:   "List running jobs' published endpoints (node address and port)",
+		Long: "List the published endpoints of every running job, or of the named one:\n" +
 			"the node address and host port each published container port is reached on,\n" +
 			"from anywhere in the cluster.",
 		Args: cobra.MaximumNArgs(1),

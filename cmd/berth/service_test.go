@@ -64,8 +64,9 @@ func TestNodeIP(t *testing.T) {
 }
 
 // serviceFake is a cluster of two nodes: the service "web" runs two
-// allocations (one per node) and has a stopped third one; "cron" is a batch
-// job and "old" a stopped service, neither of which is listed.
+// allocations (one per node) and has a stopped third one; "adhoc" is a
+// batch job with a published port (as `berth run -d -p` makes); "cron"
+// publishes nothing and "old" is stopped, so neither is listed.
 type serviceFake struct{}
 
 func (serviceFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -74,6 +75,7 @@ func (serviceFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	web := &api.Job{ID: "web", Name: "web", Type: api.JobTypeService, Status: "running",
 		Groups: []*api.Group{{Name: "front", Count: 2, Tasks: []*api.Task{{Name: "httpd", Image: "busybox", Command: []string{"httpd", "-f"}}}}}}
 	cron := &api.Job{ID: "cron", Name: "cron", Type: "batch", Groups: []*api.Group{{Name: "c", Count: 1}}}
+	adhoc := &api.Job{ID: "adhoc", Name: "adhoc", Type: "batch", Groups: []*api.Group{{Name: "adhoc", Count: 1}}}
 	old := &api.Job{ID: "old", Name: "old", Type: api.JobTypeService, Stop: true, Groups: []*api.Group{{Name: "o", Count: 1}}}
 	running := func(id, node, name string, ports ...api.AllocPort) *api.Allocation {
 		return &api.Allocation{ID: id, Name: "web.front[0]", JobID: "web", Job: web, Group: "front", NodeID: node, NodeName: name,
@@ -89,14 +91,19 @@ func (serviceFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method + " " + r.URL.Path {
 	case "GET /v1/jobs":
-		reply([]*api.Job{cron, old, web})
+		reply([]*api.Job{cron, old, adhoc, web})
 	case "GET /v1/jobs/web":
 		reply(web)
 	case "GET /v1/jobs/cron":
 		reply(cron)
 	case "GET /v1/jobs/web/allocations":
 		reply(webAllocs)
-	case "GET /v1/jobs/old/allocations", "GET /v1/jobs/cron/allocations":
+	case "GET /v1/jobs/adhoc/allocations":
+		reply([]*api.Allocation{{ID: "eeeeeeee-5555", JobID: "adhoc", Group: "adhoc", DesiredStatus: api.AllocDesiredRun,
+			ClientStatus: api.AllocClientRunning, NodeID: "node-2", Ports: []api.AllocPort{{Value: 7171, To: 71}}}})
+	case "GET /v1/jobs/cron/allocations":
+		reply([]*api.Allocation{{ID: "ffffffff", JobID: "cron", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocClientRunning, NodeID: "node-1"}})
+	case "GET /v1/jobs/old/allocations":
 		reply([]*api.Allocation{{ID: "dddddddd", JobID: "old", DesiredStatus: api.AllocDesiredRun, ClientStatus: api.AllocClientRunning,
 			NodeID: "node-1", Ports: []api.AllocPort{{Value: 7070, To: 70}}}})
 	case "GET /v1/allocations":
@@ -124,10 +131,11 @@ func TestServiceLs(t *testing.T) {
 	}{
 		{name: "all services", args: []string{"service", "ls"},
 			want: []string{"JOB", "GROUP", "ALLOC", "NODE", "ENDPOINTS",
-				"aaaaaaaa", "n1", "10.0.0.5:8080->80/tcp, 10.0.0.5:5353->53/udp", "bbbbbbbb", "n2", "10.0.0.6:8080->80/tcp"},
+				"aaaaaaaa", "n1", "10.0.0.5:8080->80/tcp, 10.0.0.5:5353->53/udp", "bbbbbbbb", "n2", "10.0.0.6:8080->80/tcp",
+				"adhoc", "eeeeeeee", "10.0.0.6:7171->71/tcp"},
 			notWant: []string{"cccccccc", "9090", "7070", "cron", "old"}},
-		{name: "named", args: []string{"service", "ls", "web"}, want: []string{"10.0.0.6:8080->80/tcp"}, notWant: []string{"9090"}},
-		{name: "a batch job is no service", args: []string{"service", "ls", "cron"}, wantErr: `job "cron" is a batch job, not a service`},
+		{name: "named", args: []string{"service", "ls", "web"}, want: []string{"10.0.0.6:8080->80/tcp"}, notWant: []string{"9090", "adhoc"}},
+		{name: "a job that publishes nothing", args: []string{"service", "ls", "cron"}, want: []string{"ENDPOINTS"}, notWant: []string{"cron"}},
 		{name: "missing", args: []string{"service", "ls", "nope"}, wantErr: `service "nope"`},
 		{name: "ps shows ports", args: []string{"ps"},
 			want: []string{"PORTS", "10.0.0.5:8080->80/tcp, 10.0.0.5:5353->53/udp", "10.0.0.6:8080->80/tcp"}, notWant: []string{"9090"}},
