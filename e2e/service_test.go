@@ -60,11 +60,35 @@ func TestServicePublishedEndpoints(t *testing.T) {
 	}
 	want := net.JoinHostPort(ep.Address, strconv.Itoa(hostPort)) + "->80/tcp"
 
-	if ls := d.MustBerth(t, "service", "ls"); !strings.Contains(ls.Stdout, "ENDPOINTS") || !strings.Contains(ls.Stdout, want) {
+	ls := d.MustBerth(t, "service", "ls")
+	if !strings.Contains(ls.Stdout, "ENDPOINTS") || !strings.Contains(ls.Stdout, want) {
 		t.Fatalf("service ls lacks %s:\n%s", want, ls)
 	}
-	if ps := d.MustBerth(t, "ps"); !strings.Contains(ps.Stdout, "PORTS") || !strings.Contains(ps.Stdout, want) {
+	t.Logf("berth service ls:\n%s", ls.Stdout)
+	ps := d.MustBerth(t, "ps")
+	if !strings.Contains(ps.Stdout, "PORTS") || !strings.Contains(ps.Stdout, want) {
 		t.Fatalf("ps lacks the PORTS column with %s:\n%s", want, ps)
+	}
+	t.Logf("berth ps:\n%s", ps.Stdout)
+
+	var insp []struct {
+		Ports     []string `json:"ports"`
+		Container *struct {
+			Ports []struct {
+				HostIP string `json:"host_ip"`
+				Value  int    `json:"value"`
+			} `json:"ports"`
+		} `json:"container"`
+	}
+	ir := d.MustBerth(t, "inspect", "web")
+	if err := json.Unmarshal([]byte(ir.Stdout), &insp); err != nil || len(insp) != 1 {
+		t.Fatalf("inspect web: %v\n%s", err, ir)
+	}
+	if len(insp[0].Ports) != 1 || insp[0].Ports[0] != want {
+		t.Fatalf("inspect ports = %q, want [%s]", insp[0].Ports, want)
+	}
+	if c := insp[0].Container; c == nil || len(c.Ports) != 1 || c.Ports[0].HostIP != ep.Address || c.Ports[0].Value != hostPort {
+		t.Fatalf("inspect container ports do not name %s:%d:\n%s", ep.Address, hostPort, ir.Stdout)
 	}
 
 	url := "http://" + net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port)) + "/"
