@@ -238,7 +238,11 @@ func (r *allocRunner) runTask(t *api.Task) {
 	ts := r.taskState(t.Name)
 	if ts.State == api.TaskStateDead {
 		if _, err := r.a.eng.Info(id); err == nil || ts.Failed {
-			return // finished before; nothing to re-attach to
+			// Finished before; nothing to re-attach to. The last agent
+			// may have died before its report reached a server, so the
+			// final state is sent again (reports are idempotent).
+			r.setTask(t.Name, ts)
+			return
 		}
 	}
 	policy := r.restartPolicy()
