@@ -279,7 +279,7 @@ func imageShortID(id string) string {
 }
 
 func newImageLsCmd() *cobra.Command {
-	var quiet bool
+	var quiet, digests, all bool
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -336,7 +336,11 @@ func newImageLsCmd() *cobra.Command {
 				}
 			} else {
 				err2 = render(cmd, rows, func(w io.Writer) error {
-					hdr := []string{"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"}
+					hdr := []string{"REPOSITORY", "TAG"}
+					if digests {
+						hdr = append(hdr, "DIGEST")
+					}
+					hdr = append(hdr, "IMAGE ID", "CREATED", "SIZE")
 					if len(ts) > 1 {
 						hdr = append(hdr, "NODE")
 					}
@@ -346,7 +350,15 @@ func newImageLsCmd() *cobra.Command {
 						if r.Created > 0 {
 							created = humanDuration(time.Since(time.Unix(r.Created, 0))) + " ago"
 						}
-						cols := []any{r.Repository, r.Tag, imageShortID(r.ID), created, humanSizeDec(r.Size)}
+						cols := []any{r.Repository, r.Tag}
+						if digests {
+							d := r.Digest
+							if d == "" {
+								d = "<none>"
+							}
+							cols = append(cols, d)
+						}
+						cols = append(cols, imageShortID(r.ID), created, humanSizeDec(r.Size))
 						if len(ts) > 1 {
 							cols = append(cols, r.Node)
 						}
@@ -365,6 +377,10 @@ func newImageLsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+	cmd.Flags().BoolVar(&digests, "digests", false, "show each image's manifest digest")
+	// Docker hides intermediate build images unless -a; berth keeps none,
+	// so every image is always listed and -a changes nothing.
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all images (berth keeps no intermediate build images, so the default already lists every image)")
 	addFormatFlag(cmd)
 	addNodeFlag(cmd, "node to list (default: every ready node)")
 	addAddressFlag(cmd)
