@@ -4,8 +4,11 @@ package agent
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -214,5 +217,41 @@ func TestGPUCollector(t *testing.T) {
 	reg.MustRegister((&Agent{node: &api.Node{}}).GPUCollector())
 	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
 		t.Errorf("no GPUs: %d families, %v", len(mfs), err)
+	}
+}
+
+// The agent API serves the GPU samples, as Prometheus metrics and as JSON,
+// so servers can proxy them (/v1/nodes/NODE/agent/metrics).
+func TestGPUMetricsServedByAgentAPI(t *testing.T) {
+	s := dgxa100.New()
+	for _, d := range s.Devices {
+		dev := d.(*server.Device)
+		dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+			return nvml.Utilization{Gpu: 42, Memory: 7}, nvml.SUCCESS
+		}
+		dev.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 100000, nvml.SUCCESS }
+	}
+	a := &Agent{log: slog.New(slog.NewTextHandler(io.Discard, nil)), node: &api.Node{Name: "n1"}, gpu: &gpuState{disc: gpu.New(s)}}
+	srv := httptest.NewServer(a.newRouter())
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/v1/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "berth_gpu_utilization_percent{") || !strings.Contains(string(body), "go_goroutines") {
+		t.Fatalf("metrics: %d\n%.500s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(srv.URL + "/v1/gpus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats []gpu.Stat
+	err = json.NewDecoder(resp.Body).Decode(&stats)
+	resp.Body.Close()
+	if err != nil || len(stats) != 8 || stats[0].GPUUtilPercent != 42 || stats[0].UUID == "" {
+		t.Fatalf("gpus: %v %+v", err, stats)
 	}
 }

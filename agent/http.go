@@ -14,8 +14,12 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/berth-dev/berth/api"
+	"github.com/berth-dev/berth/gpu"
 	"github.com/berth-dev/berth/runtime/container"
 	"github.com/berth-dev/berth/runtime/image"
 	"github.com/berth-dev/berth/runtime/volume"
@@ -40,6 +44,21 @@ func (a *Agent) newRouter() http.Handler {
 	v1 := e.Group("/v1")
 	v1.GET("/health", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, api.Health{OK: true, Role: "agent"})
+	})
+	// Prometheus metrics of this node: GPU samples (berth_gpu_*) plus the
+	// process's own; and the GPU samples as JSON for `berth node` tools.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a.GPUCollector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	v1.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	v1.GET("/gpus", func(c echo.Context) error {
+		stats, err := a.GPUStats()
+		if err != nil {
+			return err
+		}
+		if stats == nil {
+			stats = []gpu.Stat{}
+		}
+		return c.JSON(http.StatusOK, stats)
 	})
 	v1.GET("/containers", a.handleContainers)
 	v1.GET("/containers/:id", a.handleContainer)

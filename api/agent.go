@@ -8,6 +8,8 @@ package api
 // {node} is a node ID, unique ID prefix, or name. Agent routes:
 //
 //	GET    /v1/health                         Health
+//	GET    /v1/metrics                        Prometheus text (berth_gpu_* and the process's own)
+//	GET    /v1/gpus                           GPU samples as JSON (gpu.Stat)
 //	GET    /v1/containers                     []ContainerInfo
 //	GET    /v1/containers/{id}                ContainerInfo (ID, unique prefix, or name)
 //	GET    /v1/containers/{id}/logs           stream of LogEntry JSON lines; ?follow=1&tail=N&since=RFC3339

@@ -79,14 +79,14 @@ func slicesContains(s []string, v string) bool {
 
 // Stat is one device's utilization sample.
 type Stat struct {
-	UUID           string
-	Index          int
-	GPUUtilPercent uint32 // percent of time a kernel ran over the last sample period
-	MemUtilPercent uint32 // percent of time device memory was read or written
-	MemoryUsedMiB  uint64
-	MemoryTotalMiB uint64
-	PowerMW        uint32 // current draw; 0 when unknown
-	TemperatureC   uint32 // 0 when unknown
+	UUID           string `json:"uuid"`
+	Index          int    `json:"index"`
+	GPUUtilPercent uint32 `json:"gpu_util_percent"` // percent of time a kernel ran over the last sample period
+	MemUtilPercent uint32 `json:"mem_util_percent"` // percent of time device memory was read or written
+	MemoryUsedMiB  uint64 `json:"memory_used_mib"`
+	MemoryTotalMiB uint64 `json:"memory_total_mib"`
+	PowerMW        uint32 `json:"power_mw"`      // current draw; 0 when unknown
+	TemperatureC   uint32 `json:"temperature_c"` // 0 when unknown
 }
 
 // NormalizeBusID writes a PCI address as sysfs does: lower case with a
