@@ -255,9 +255,15 @@ func (s *Server) forward(c echo.Context) error {
 // ?stale, or while no leader is known, the follower answers from its own
 // state, which may lag by a few entries.
 func (s *Server) blocking(c echo.Context, fn func(ws memdb.WatchSet, st *consensus.StateStore) (uint64, any, error)) error {
-	if _, stale := c.QueryParams()["stale"]; !stale && !s.raft.IsLeader() && c.Request().Header.Get(headerForwarded) == "" {
+	_, stale := c.QueryParams()["stale"]
+	if !stale && !s.raft.IsLeader() && c.Request().Header.Get(headerForwarded) == "" {
 		if _, err := s.leaderHTTPAddr(); err == nil {
 			return s.forward(c)
+		}
+	}
+	if !stale && s.raft.IsLeader() {
+		if err := s.waitLeaderReady(c.Request().Context()); err != nil {
+			return err
 		}
 	}
 	var minIndex uint64

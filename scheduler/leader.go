@@ -60,6 +60,10 @@ func (s *Server) establishLeadership() {
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.leading, s.leaderCancel = true, cancel
 	s.broker.SetEnabled(true)
+	ready := make(chan struct{})
+	s.readyMu.Lock()
+	s.readyCh = ready
+	s.readyMu.Unlock()
 	s.log.Info("gained leadership: starting scheduling")
 	s.leaderWG.Add(1)
 	go func() {
@@ -67,6 +71,7 @@ func (s *Server) establishLeadership() {
 		if !s.restoreLeaderState(ctx) {
 			return
 		}
+		close(ready)
 		s.leaderWG.Add(3 + s.cfg.Workers)
 		go func() { defer s.leaderWG.Done(); s.applier.Run(ctx) }()
 		go func() { defer s.leaderWG.Done(); s.heartbeatLoop(ctx) }()
@@ -75,6 +80,39 @@ func (s *Server) establishLeadership() {
 			go func(i int) { defer s.leaderWG.Done(); s.runWorker(ctx, i) }(i)
 		}
 	}()
+}
+
+// waitLeaderReady waits until this server, as leader, has applied every
+// entry committed before it took over, so that what it reads includes
+// every acknowledged write. A new leader replays the log into its state
+// after winning the election, and reads in that window would miss
+// acknowledged jobs.
+func (s *Server) waitLeaderReady(ctx context.Context) error {
+	deadline := time.NewTimer(applyTimeout)
+	defer deadline.Stop()
+	for {
+		s.readyMu.Lock()
+		ch := s.readyCh
+		s.readyMu.Unlock()
+		var wake <-chan time.Time
+		if ch == nil {
+			// Raft says leader, but the leadership loop has not
+			// started this term's work yet.
+			wake = time.After(10 * time.Millisecond)
+		}
+		select {
+		case <-ch:
+			return nil
+		case <-wake:
+			if !s.raft.IsLeader() {
+				return fmt.Errorf("%w: lost leadership while catching up", ErrNoLeader)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%w: the new leader is still catching up with the log", ErrNoLeader)
+		}
+	}
 }
 
 // revokeLeadership stops the leader loops and forgets leader-only state.
@@ -87,6 +125,9 @@ func (s *Server) revokeLeadership() {
 	s.leaderCancel()
 	s.leaderWG.Wait()
 	s.leading = false
+	s.readyMu.Lock()
+	s.readyCh = nil
+	s.readyMu.Unlock()
 	s.broker.SetEnabled(false)
 	s.blocked.Reset()
 	s.hb.Clear()

@@ -55,6 +55,12 @@ type Server struct {
 	leaderCancel context.CancelFunc
 	leaderWG     sync.WaitGroup
 
+	// readyCh is closed once this leader has applied every entry
+	// committed before it took over; nil while not leading. Consistent
+	// reads on the leader wait for it (waitLeaderReady).
+	readyMu sync.Mutex
+	readyCh chan struct{}
+
 	nodeCountVal atomic.Int64 // cached by nodeCount
 	nodeCountAt  atomic.Int64 // unix nanos of the last count
 
