@@ -67,6 +67,10 @@ type Config struct {
 	// EvalTimeout is how long a worker may hold an evaluation before the
 	// broker delivers it again (default 30s).
 	EvalTimeout time.Duration
+	// Dev is berth dev's single server on loopback: Raft's timeouts are
+	// shortened so the lone server elects itself within a few hundred
+	// milliseconds. Not for servers that will have peers.
+	Dev bool
 }
 
 // DefaultConfig returns a single-server configuration on the default

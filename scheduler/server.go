@@ -140,14 +140,21 @@ func (s *Server) Start(ctx context.Context) error {
 
 	raftBind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort))
 	raftAdv := net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(cfg.RaftPort))
-	rn, err := consensus.Open(consensus.Config{
+	ccfg := consensus.Config{
 		NodeID:        cfg.NodeName,
 		DataDir:       dir,
 		BindAddr:      raftBind,
 		AdvertiseAddr: raftAdv,
 		Bootstrap:     cfg.BootstrapExpect == 1,
 		Logger:        s.log,
-	})
+	}
+	if cfg.Dev {
+		// Alone on loopback there is no peer to lose contact with; only
+		// the wait before the first election matters.
+		ccfg.HeartbeatTimeout, ccfg.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
+		ccfg.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
+	rn, err := consensus.Open(ccfg)
 	if err != nil {
 		return fail(err)
 	}

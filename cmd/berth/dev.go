@@ -52,6 +52,7 @@ re-attached on the next start, as with Docker's live-restore.`,
 			scfg := scheduler.DefaultConfig(f.dataDir)
 			scfg.HTTPPort, scfg.RaftPort, scfg.GossipPort = serverPort, raftPort, gossipPt
 			scfg.NodeName = acfg.NodeName
+			scfg.Dev = true
 			scfg.Logger = acfg.Logger.With("role", "server")
 			srv, err := scheduler.New(scfg)
 			if err != nil {
