@@ -1,6 +1,9 @@
 package scheduler
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +54,43 @@ func TestGossipFailureMarksNodeDown(t *testing.T) {
 	time.Sleep(2 * agentFailGrace)
 	if n, _, _ := c.Nodes().Info("n2", nil); n.Status != api.NodeStatusReady {
 		t.Fatalf("restarting agent's node is %s, want ready (it kept heartbeating)", n.Status)
+	}
+}
+
+// Gossip can report a live agent failed (its indirect probes may pass
+// through a member that is itself cut off). An agent whose HTTP API still
+// answers the leader keeps its node, even between heartbeats.
+func TestGossipFailureOfAnAnsweringAgentKeepsNode(t *testing.T) {
+	s, c := startLeader(t, func(cfg *Config) { cfg.HeartbeatTTL = 30 * time.Second })
+	agentAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/health" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(`{"ok":true,"role":"agent"}`))
+	}))
+	defer agentAPI.Close()
+	live, dead := simNode("n1", 4000, 8192), simNode("n2", 4000, 8192)
+	live.HTTPAddr = strings.TrimPrefix(agentAPI.URL, "http://")
+	dead.HTTPAddr = "127.0.0.1:1" // nothing listens there
+	registerNodes(t, c, live, dead)
+	hb := heartbeat(t, c, 200*time.Millisecond, "n1", "n2")
+	p1 := startAgentPool(t, s, "agent-n1", "n1")
+	p2 := startAgentPool(t, s, "agent-n2", "n2")
+	hb.Silence("n1")
+	hb.Silence("n2")
+	_ = p1.Shutdown()
+	_ = p2.Shutdown()
+	waitUntil(t, 8*time.Second, "n2 down (its agent does not answer)", func() bool {
+		n, _, err := c.Nodes().Info("n2", nil)
+		return err == nil && n.Status == api.NodeStatusDown
+	})
+	waitUntil(t, 3*time.Second, "n1 seen failed in gossip", func() bool {
+		m, _ := s.pool.Lookup("agent-n1")
+		return m.Status == gossip.StatusFailed
+	})
+	time.Sleep(2 * agentFailGrace)
+	if n, _, _ := c.Nodes().Info("n1", nil); n.Status != api.NodeStatusReady {
+		t.Fatalf("node of an agent that answers directly is %s, want ready", n.Status)
 	}
 }

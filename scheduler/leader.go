@@ -374,10 +374,12 @@ func (s *Server) watchMembers() {
 			case ev.Meta.Role == gossip.RoleAgent && ev.Type == gossip.EventLeave &&
 				ev.Member.Status == gossip.StatusFailed && ev.Meta.NodeID != "":
 				// Down after a short grace unless it heartbeats: a
-				// restarting agent keeps its allocations.
+				// restarting agent keeps its allocations. Gossip can
+				// also be wrong (its indirect probes may go through a
+				// member that is itself cut off), so the leader first
+				// asks the agent directly.
 				if n, _ := s.raft.State().NodeByID(nil, ev.Meta.NodeID); n != nil && n.Status != api.NodeStatusDown {
-					s.hb.Expedite(ev.Meta.NodeID, time.Now().Add(agentFailGrace))
-					s.log.Info("agent failed in gossip; node goes down unless it heartbeats", "node", ev.Meta.NodeID, "grace", agentFailGrace)
+					go s.confirmAgentFailure(n)
 				}
 			}
 		case <-t.C:
@@ -387,6 +389,33 @@ func (s *Server) watchMembers() {
 			}
 		}
 	}
+}
+
+// confirmAgentFailure checks an agent that gossip reports failed by
+// asking its HTTP API directly. One that answers keeps its node; one that
+// does not gets agentFailGrace to heartbeat before the node goes down.
+func (s *Server) confirmAgentFailure(n *api.Node) {
+	if n.HTTPAddr != "" {
+		ctx, cancel := context.WithTimeout(s.ctx, agentFailGrace)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr+"/v1/health", nil)
+		if err == nil {
+			resp, err := s.fwd.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					cancel()
+					s.log.Info("agent failed in gossip but answers directly; node kept", "node", n.ID, "name", n.Name)
+					return
+				}
+			}
+		}
+		cancel()
+	}
+	if !s.raft.IsLeader() {
+		return
+	}
+	s.hb.Expedite(n.ID, time.Now().Add(agentFailGrace))
+	s.log.Info("agent failed in gossip; node goes down unless it heartbeats", "node", n.ID, "grace", agentFailGrace)
 }
 
 // aliveServers lists the live servers of this datacenter in gossip,
