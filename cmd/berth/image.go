@@ -297,26 +297,16 @@ func newImageLsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			ims, failed := gatherFromNodes(cmd, ts, func(t nodeTarget) ([]api.Image, error) { return t.Agent.Images() },
+				func(im *api.Image) *string { return &im.Node })
 			rows := []imageRow{}
-			failed := false
-			for _, t := range ts {
-				ims, err := t.Agent.Images()
-				if err != nil {
-					failed = true
-					fmt.Fprintln(cmd.ErrOrStderr(), "Error:", nodeErr(ts, t, err))
-					continue
+			for _, im := range ims {
+				if len(im.RepoTags) == 0 {
+					rows = append(rows, imageRow{Image: im, Repository: "<none>", Tag: "<none>"})
 				}
-				for _, im := range ims {
-					if im.Node == "" {
-						im.Node = t.name()
-					}
-					if len(im.RepoTags) == 0 {
-						rows = append(rows, imageRow{Image: im, Repository: "<none>", Tag: "<none>"})
-					}
-					for _, rt := range im.RepoTags {
-						repo, tag := splitRepoTag(rt)
-						rows = append(rows, imageRow{Image: im, Repository: repo, Tag: tag})
-					}
+				for _, rt := range im.RepoTags {
+					repo, tag := splitRepoTag(rt)
+					rows = append(rows, imageRow{Image: im, Repository: repo, Tag: tag})
 				}
 			}
 			sort.SliceStable(rows, func(i, j int) bool {
@@ -464,6 +454,28 @@ func inspectOnNodes[T any](cmd *cobra.Command, ts []nodeTarget, refs []string, k
 		return exitError{1}
 	}
 	return nil
+}
+
+// gatherFromNodes lists something on every target node, naming the node
+// in each entry that lacks it. A node that fails is reported on stderr
+// and counted in failed; the others still answer.
+func gatherFromNodes[T any](cmd *cobra.Command, ts []nodeTarget, list func(nodeTarget) ([]T, error), node func(*T) *string) (out []T, failed bool) {
+	out = []T{} // an empty list is [] in JSON, not null
+	for _, t := range ts {
+		items, err := list(t)
+		if err != nil {
+			failed = true
+			fmt.Fprintln(cmd.ErrOrStderr(), "Error:", nodeErr(ts, t, err))
+			continue
+		}
+		for i := range items {
+			if n := node(&items[i]); *n == "" {
+				*n = t.name()
+			}
+			out = append(out, items[i])
+		}
+	}
+	return out, failed
 }
 
 func newImageRmCmd() *cobra.Command {

@@ -62,14 +62,9 @@ when some copies could not be placed.`,
 			if _, err := outputFormat(cmd); err != nil {
 				return err
 			}
-			job, err := jobspec.ParseFile(args[0])
+			job, err := loadJobFile(args[0], noAuth)
 			if err != nil {
 				return err
-			}
-			if !noAuth {
-				if err := attachLoginAuth(job); err != nil {
-					return err
-				}
 			}
 			c, err := apiClient(cmd)
 			if err != nil {
@@ -196,16 +191,9 @@ func newJobPlanCmd() *cobra.Command {
 			if _, err := outputFormat(cmd); err != nil {
 				return err
 			}
-			job, err := jobspec.ParseFile(args[0])
+			job, err := loadJobFile(args[0], noAuth)
 			if err != nil {
 				return err
-			}
-			// The same credentials job run sends, so that the plan compares
-			// the job that would be submitted.
-			if !noAuth {
-				if err := attachLoginAuth(job); err != nil {
-					return err
-				}
 			}
 			c, err := apiClient(cmd)
 			if err != nil {
@@ -416,4 +404,20 @@ func newJobStopCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&purge, "purge", false, "remove the job from the state once stopped")
 	addFormatFlag(cmd)
 	return cmd
+}
+
+// loadJobFile parses a job file and, unless noAuth, attaches the user's
+// registry logins to tasks without credentials: job run and job plan use
+// it alike, so a plan compares the job that run would submit.
+func loadJobFile(path string, noAuth bool) (*api.Job, error) {
+	job, err := jobspec.ParseFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if !noAuth {
+		if err := attachLoginAuth(job); err != nil {
+			return nil, err
+		}
+	}
+	return job, nil
 }

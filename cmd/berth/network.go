@@ -88,22 +88,8 @@ func newNetworkLsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rows := []api.Network{}
-			failed := false
-			for _, t := range ts {
-				ns, err := t.Agent.Networks()
-				if err != nil {
-					failed = true
-					fmt.Fprintln(cmd.ErrOrStderr(), "Error:", nodeErr(ts, t, err))
-					continue
-				}
-				for _, n := range ns {
-					if n.Node == "" {
-						n.Node = t.name()
-					}
-					rows = append(rows, n)
-				}
-			}
+			rows, failed := gatherFromNodes(cmd, ts, func(t nodeTarget) ([]api.Network, error) { return t.Agent.Networks() },
+				func(x *api.Network) *string { return &x.Node })
 			sort.SliceStable(rows, func(i, j int) bool {
 				if rows[i].Builtin != rows[j].Builtin {
 					return rows[i].Builtin

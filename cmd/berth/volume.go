@@ -93,22 +93,8 @@ func newVolumeLsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rows := []api.Volume{}
-			failed := false
-			for _, t := range ts {
-				vs, err := t.Agent.Volumes()
-				if err != nil {
-					failed = true
-					fmt.Fprintln(cmd.ErrOrStderr(), "Error:", nodeErr(ts, t, err))
-					continue
-				}
-				for _, v := range vs {
-					if v.Node == "" {
-						v.Node = t.name()
-					}
-					rows = append(rows, v)
-				}
-			}
+			rows, failed := gatherFromNodes(cmd, ts, func(t nodeTarget) ([]api.Volume, error) { return t.Agent.Volumes() },
+				func(x *api.Volume) *string { return &x.Node })
 			sort.SliceStable(rows, func(i, j int) bool {
 				if rows[i].Name != rows[j].Name {
 					return rows[i].Name < rows[j].Name
