@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -16,9 +17,9 @@ import (
 // to that node's agent API (/v1/*), so the CLI only ever talks to a
 // server. Responses stream through unbuffered, which followed logs and exec
 // output need. lookup resolves a node ID, unique ID prefix or name.
-func newAgentProxy(lookup func(ref string) (*api.Node, error)) echo.HandlerFunc {
+func newAgentProxy(lookup func(ctx context.Context, ref string) (*api.Node, error)) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		node, err := lookup(c.Param("id"))
+		node, err := lookup(c.Request().Context(), c.Param("id"))
 		if err != nil {
 			return err
 		}

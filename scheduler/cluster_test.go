@@ -1,9 +1,14 @@
 package scheduler
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/berth-dev/berth/api"
 )
@@ -160,4 +165,52 @@ func TestThreeServerCluster(t *testing.T) {
 		j, _ := s4.raft.State().JobByID(nil, "after")
 		return j != nil
 	})
+}
+
+// A follower whose state has not caught up with a node's registration
+// finds that node on the leader, so the agent proxy does not answer 404
+// for a node the CLI has just seen through a consistent read.
+func TestFollowerResolvesNodeOnLeader(t *testing.T) {
+	s1 := startServer(t, clusterConfig(t, "s1", 3))
+	s2 := startServer(t, clusterConfig(t, "s2", 3, s1.GossipAddr()))
+	s3 := startServer(t, clusterConfig(t, "s3", 3, s2.GossipAddr()))
+	servers := []*Server{s1, s2, s3}
+	leader := findLeader(t, servers)
+	var follower *Server
+	for _, s := range servers {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	n := simNode("fresh", 1000, 1000)
+	n.HTTPAddr = "127.0.0.1:1"
+	registerNodes(t, client(t, leader), n)
+
+	lagging := func(ref string) (*api.Node, error) {
+		return nil, notFound("node %q not found (give its ID, a unique ID prefix, or its name)", ref)
+	}
+	ctx := context.Background()
+	got, err := follower.nodeOrLeader(ctx, n.Name, lagging)
+	if err != nil {
+		t.Fatalf("follower asking the leader: %v", err)
+	}
+	if got.ID != n.ID || got.HTTPAddr != n.HTTPAddr {
+		t.Fatalf("leader answered node %+v, want ID %s at %s", got, n.ID, n.HTTPAddr)
+	}
+	// A node the leader does not know either stays a 404.
+	_, err = follower.nodeOrLeader(ctx, "nope", lagging)
+	var he *echo.HTTPError
+	if !errors.As(err, &he) || he.Code != http.StatusNotFound {
+		t.Fatalf("unknown node: %v, want a 404", err)
+	}
+	// The leader never asks itself.
+	if _, err := leader.nodeOrLeader(ctx, n.Name, lagging); !errors.As(err, &he) || he.Code != http.StatusNotFound {
+		t.Fatalf("leader with a lagging lookup: %v, want its own 404", err)
+	}
+	// The route end to end through the follower: the node's agent address
+	// is dialled (nothing listens there), so the answer is 502, not 404.
+	if code, _, body := rawRequest(t, follower, "GET", "/v1/nodes/fresh/agent/version", ""); code != http.StatusBadGateway {
+		t.Fatalf("proxy through the follower: %d %s, want 502", code, body)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -61,7 +62,7 @@ func (s *Server) routes() *echo.Echo {
 	v.GET("/nodes/:id/allocations", s.nodeAllocs)
 	v.POST("/nodes/:id/drain", s.leaderOnly(s.nodeDrain))
 	v.POST("/nodes/:id/eligibility", s.leaderOnly(s.nodeEligibility))
-	v.Any("/nodes/:id/agent/*", newAgentProxy(s.lookupNode))
+	v.Any("/nodes/:id/agent/*", newAgentProxy(s.proxyNode))
 	v.GET("/status/leader", s.statusLeader)
 	v.GET("/status/peers", s.statusPeers)
 	v.GET("/operator/raft/peers", s.raftPeers)
@@ -672,6 +673,49 @@ func findNode(st *consensus.StateStore, ws memdb.WatchSet, ref string) (*api.Nod
 
 func (s *Server) lookupNode(ref string) (*api.Node, error) {
 	return findNode(s.raft.State(), nil, ref)
+}
+
+// proxyNode resolves the node of an agent-proxy request. A follower's
+// state trails the leader's by a few milliseconds, and the CLI finds nodes
+// with consistent reads, which the leader answers: a node that registered
+// a moment ago can be known to the CLI and not yet to this follower. So a
+// follower that does not know the node asks the leader before it answers
+// 404.
+func (s *Server) proxyNode(ctx context.Context, ref string) (*api.Node, error) {
+	return s.nodeOrLeader(ctx, ref, s.lookupNode)
+}
+
+// nodeOrLeader resolves ref with local, and on a follower asks the leader
+// when local does not know it. Any failure to reach the leader answers
+// with local's error.
+func (s *Server) nodeOrLeader(ctx context.Context, ref string, local func(string) (*api.Node, error)) (*api.Node, error) {
+	n, err := local(ref)
+	var he *echo.HTTPError
+	if err == nil || !errors.As(err, &he) || he.Code != http.StatusNotFound || s.raft.IsLeader() {
+		return n, err
+	}
+	addr, lerr := s.leaderHTTPAddr()
+	if lerr != nil {
+		return nil, err
+	}
+	req, rerr := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/nodes/"+url.PathEscape(ref), nil)
+	if rerr != nil {
+		return nil, err
+	}
+	req.Header.Set(headerForwarded, s.cfg.NodeName)
+	resp, rerr := s.fwd.Do(req)
+	if rerr != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, err
+	}
+	var ln api.Node
+	if derr := json.NewDecoder(io.LimitReader(resp.Body, maxBodyBytes)).Decode(&ln); derr != nil {
+		return nil, fmt.Errorf("node %q from the leader at %s: %w", ref, addr, derr)
+	}
+	return &ln, nil
 }
 
 func (s *Server) nodeList(c echo.Context) error {
