@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -56,6 +59,12 @@ type Config struct {
 	// raft.NewInmemTransport); BindAddr is then unused. The caller closes
 	// it after Shutdown.
 	Transport raft.Transport
+	// ServerTLS and ClientTLS, when both are set, wrap the TCP transport
+	// in mutual TLS: ServerTLS for the connections other servers open to
+	// this one, ClientTLS for those it opens (both should accept server
+	// certificates only).
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
 
 	// Raft timing; zero means the Default* constants above.
 	HeartbeatTimeout   time.Duration
@@ -152,7 +161,12 @@ func Open(cfg Config) (*Node, error) {
 		if tcpAddr.Port == 0 {
 			advAddr = nil // bound to a random port: advertise what the listener got
 		}
-		trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, hl.Named("transport"))
+		var trans *raft.NetworkTransport
+		if cfg.ServerTLS != nil && cfg.ClientTLS != nil {
+			trans, err = newTLSTransport(cfg.BindAddr, advAddr, cfg.ServerTLS, cfg.ClientTLS, hl.Named("transport"))
+		} else {
+			trans, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, advAddr, 3, 10*time.Second, hl.Named("transport"))
+		}
 		if err != nil {
 			return fail(fmt.Errorf("consensus: listen for raft on %s: %w", cfg.BindAddr, err))
 		}
@@ -380,4 +394,90 @@ func (n *Node) Shutdown() error {
 		n.shutdownErr = errors.Join(errs...)
 	})
 	return n.shutdownErr
+}
+
+// tlsStreamLayer is raft.StreamLayer over mutual TLS. Raft keeps a small
+// pool of connections to each peer, so the handshake cost is paid once
+// per connection, not per RPC.
+type tlsStreamLayer struct {
+	net.Listener // a tls.NewListener
+	advertise    net.Addr
+	client       *tls.Config
+}
+
+var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
+
+// tlsHandshakeTimeout bounds the handshake of an accepted or dialed
+// connection, so a peer that connects and says nothing cannot hold a
+// Raft connection goroutine.
+const tlsHandshakeTimeout = 10 * time.Second
+
+func (l *tlsStreamLayer) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	// The handshake runs on Raft's per-connection goroutine (on the first
+	// read); the deadline makes it give up on a silent peer.
+	_ = c.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	return &handshakeDeadlineConn{Conn: c.(*tls.Conn)}, nil
+}
+
+// handshakeDeadlineConn clears the handshake deadline once the handshake
+// is done; Raft sets its own deadlines after that.
+type handshakeDeadlineConn struct {
+	*tls.Conn
+	once sync.Once
+}
+
+func (c *handshakeDeadlineConn) Read(b []byte) (int, error) {
+	var herr error
+	c.once.Do(func() {
+		if herr = c.Conn.Handshake(); herr == nil {
+			_ = c.Conn.SetDeadline(time.Time{})
+		}
+	})
+	if herr != nil {
+		return 0, herr
+	}
+	return c.Conn.Read(b)
+}
+
+func (l *tlsStreamLayer) Addr() net.Addr {
+	if l.advertise != nil {
+		return l.advertise
+	}
+	return l.Listener.Addr()
+}
+
+func (l *tlsStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, tlsHandshakeTimeout))
+	defer cancel()
+	c, err := (&tls.Dialer{NetDialer: d, Config: l.client}).DialContext(ctx, "tcp", string(addr))
+	if err != nil {
+		return nil, fmt.Errorf("consensus: TLS dial %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func newTLSTransport(bind string, advertise net.Addr, server, client *tls.Config, logger hclog.Logger) (*raft.NetworkTransport, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, err
+	}
+	layer := &tlsStreamLayer{Listener: tls.NewListener(ln, server), advertise: advertise, client: client}
+	if advertise == nil {
+		layer.advertise = ln.Addr()
+	}
+	if a, ok := layer.advertise.(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		ln.Close()
+		return nil, errors.New("consensus: raft advertise address is unspecified (0.0.0.0); give an advertise address")
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  logger,
+	}), nil
 }

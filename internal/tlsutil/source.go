@@ -183,7 +183,7 @@ func (s *Source) verifyPeer(chain []*x509.Certificate, usage x509.ExtKeyUsage, a
 		return err
 	}
 	if !slices.Contains(accept, role) {
-		return fmt.Errorf("%w: a %s certificate, want %v", ErrWrongRole, role, accept)
+		return fmt.Errorf("%w: its role is %s, want %v", ErrWrongRole, role, accept)
 	}
 	return nil
 }
