@@ -22,7 +22,8 @@ type PruneReport struct {
 }
 
 // Prune removes dangling images (no name), or with all every image,
-// except those whose ID inUse reports (nil: none is in use). Layers and
+// except those whose ID inUse reports (nil: none is in use) and the build
+// cache's step images (PruneBuildCache removes those). Layers and
 // blobs that a kept image shares stay.
 func (s *Store) Prune(all bool, inUse func(id string) bool) (*PruneReport, error) {
 	before, err := s.loadIndex()
@@ -30,8 +31,9 @@ func (s *Store) Prune(all bool, inUse func(id string) bool) (*PruneReport, error
 		return nil, err
 	}
 	rep := &PruneReport{}
+	cached := cacheOnly(before)
 	for id, rec := range before.Images {
-		if (inUse != nil && inUse(id)) || (!all && len(rec.Names) > 0) {
+		if (inUse != nil && inUse(id)) || (!all && len(rec.Names) > 0) || cached[id] {
 			continue
 		}
 		if _, err := s.Remove(id); err == nil {

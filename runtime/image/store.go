@@ -91,6 +91,9 @@ type indexFile struct {
 	Version int                     `json:"version"`
 	Images  map[string]*imageRecord `json:"images"` // by ID
 	Layers  map[string]layerRecord  `json:"layers"` // by diffID
+	// BuildCache maps a build step's cache key to the image it made
+	// (commit.go).
+	BuildCache map[string]string `json:"buildCache,omitempty"`
 }
 
 const indexVersion = 1
@@ -302,14 +305,19 @@ func (s *Store) Get(ref string) (*Image, error) {
 	return rec.public(), nil
 }
 
-// List returns every stored image, newest first.
+// List returns every stored image, newest first, except the build
+// cache's unnamed step images (see PruneBuildCache).
 func (s *Store) List() ([]*Image, error) {
 	idx, err := s.loadIndex()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*Image, 0, len(idx.Images))
+	hidden := cacheOnly(idx)
 	for _, rec := range idx.Images {
+		if hidden[rec.ID] {
+			continue
+		}
 		out = append(out, rec.public())
 	}
 	sort.Slice(out, func(i, j int) bool {
