@@ -58,8 +58,10 @@ func NewAgentClient(serverAddr, node string) (*AgentClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 16
+	tr, err := transportFor(addr, 16)
+	if err != nil {
+		return nil, err
+	}
 	return &AgentClient{
 		addr:   addr,
 		node:   node,

@@ -88,8 +88,10 @@ func NewClient(addr string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
+	tr, err := transportFor(norm, 64)
+	if err != nil {
+		return nil, err
+	}
 	return &Client{
 		addr: norm,
 		// No overall timeout: blocking queries legitimately take as long
@@ -102,7 +104,7 @@ func NewClient(addr string) (*Client, error) {
 func normalizeAddr(addr string) (string, error) {
 	addr = strings.TrimSpace(addr)
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		addr = defaultScheme() + addr
 	}
 	u, err := url.Parse(addr)
 	if err != nil {
@@ -189,6 +191,9 @@ func (c *Client) Raw(method, path string, query url.Values, body io.Reader) (*ht
 	if err != nil {
 		if ctxErr := c.ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("api: %s %s: %w", method, path, ctxErr)
+		}
+		if hint := tlsHint(err); hint != "" {
+			return nil, fmt.Errorf("%w at %s (%s %s: %w)%s", ErrUnreachable, c.addr, method, path, unwrapURLError(err), hint)
 		}
 		return nil, fmt.Errorf("%w at %s (%s %s: %w); start one with `berth dev`, or set %s to a running server",
 			ErrUnreachable, c.addr, method, path, unwrapURLError(err), EnvAddr)
