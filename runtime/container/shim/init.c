@@ -214,6 +214,40 @@ static void do_pivot(void) {
 		fail(127, "chdir /: %s", strerror(errno));
 }
 
+/* The container's terminal: init opens it in the container's own
+   /dev/pts (so `tty` names it there), sends the master to the shim on fd
+   6 and keeps the slave for the command's stdio and controlling terminal. */
+static int want_tty, tty_fd = -1;
+
+static void open_tty(void) {
+	int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		fail(127, "open the terminal /dev/pts/ptmx: %s", strerror(errno));
+	int unlock = 0;
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+		fail(127, "unlock the terminal: %s", strerror(errno));
+	tty_fd = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (tty_fd < 0)
+		fail(127, "open the terminal's slave: %s", strerror(errno));
+	char b = 't';
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof(int));
+	if (sendmsg(6, &m, MSG_NOSIGNAL) != 1)
+		fail(127, "send the terminal to the shim: %s", strerror(errno));
+	close(master);
+	close(6);
+}
+
 static void do_mask(const char *p) {
 	struct stat st;
 	if (stat(p, &st) < 0)
@@ -492,6 +526,21 @@ static void set_creds(unsigned long long caps) {
 		fail(127, "clear ambient capabilities: %s", strerror(errno));
 }
 
+/* use_tty makes the terminal the command's stdio and its session's
+   controlling terminal, owned by the user it runs as. */
+static void use_tty(void) {
+	if (fchown(tty_fd, u_uid, (gid_t)-1) < 0)
+		fail(127, "chown the terminal: %s", strerror(errno));
+	if (setsid() < 0)
+		fail(127, "setsid: %s", strerror(errno));
+	if (ioctl(tty_fd, TIOCSCTTY, 0) < 0)
+		fail(127, "set the controlling terminal: %s", strerror(errno));
+	if (dup2(tty_fd, 0) < 0 || dup2(tty_fd, 1) < 0 || dup2(tty_fd, 2) < 0)
+		fail(127, "terminal stdio: %s", strerror(errno));
+	if (tty_fd > 2)
+		close(tty_fd);
+}
+
 static void run_plan(void) {
 	int nnp = 0;
 	unsigned long long caps = 0;
@@ -528,6 +577,12 @@ static void run_plan(void) {
 			do_symlink();
 		} else if (!strcmp(op, "pivot")) {
 			do_pivot();
+			if (want_tty)
+				open_tty();
+		} else if (!strcmp(op, "tty")) {
+			want_tty = 1;
+		} else if (!strcmp(op, "stdin")) {
+			/* the shim's: stdin is a pipe it feeds */
 		} else if (!strcmp(op, "mask")) {
 			do_mask(next());
 		} else if (!strcmp(op, "ro")) {
@@ -591,6 +646,8 @@ static void run_plan(void) {
 	if (r != 1)
 		fail(127, "start aborted before the cgroup was set");
 	close(5);
+	if (tty_fd >= 0)
+		use_tty();
 	umask(022);
 	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		fail(127, "close inherited descriptors: %s", strerror(errno));
@@ -625,6 +682,7 @@ void berth_init(int argc, char **argv) {
 	fcntl(3, F_SETFD, FD_CLOEXEC);
 	fcntl(4, F_SETFD, FD_CLOEXEC);
 	fcntl(5, F_SETFD, FD_CLOEXEC);
+	fcntl(6, F_SETFD, FD_CLOEXEC);
 	size_t cap = 1 << 16, n = 0;
 	toks = malloc(cap);
 	for (;;) {
