@@ -36,6 +36,8 @@ var (
 	ErrUser = errors.New("container: unable to find user or group")
 	// ErrNotSupported: containers need Linux.
 	ErrNotSupported = errors.New("container: not supported on this platform (Linux only)")
+	// ErrNotAttachable: the container has neither a terminal nor an open stdin; run it with -t or -i, or read its logs.
+	ErrNotAttachable = errors.New("container: container was started without a terminal or open stdin; use logs to read its output")
 )
 
 // Container statuses, as in State.Status.
@@ -94,6 +96,12 @@ type Spec struct {
 	LogMaxFiles int   // files kept, the current one included; default 3
 
 	ReadonlyRootfs bool
+
+	// Tty gives the process a terminal, held by the shim and reached
+	// with Attach; its output is logged as stdout. OpenStdin (without
+	// Tty) makes stdin a pipe that attached clients write to.
+	Tty       bool
+	OpenStdin bool
 }
 
 // Mount is a bind mount or a tmpfs inside the container.
