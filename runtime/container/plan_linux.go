@@ -17,6 +17,9 @@ import (
 // container's root (flags, options, which bind targets are files) so the
 // init stays a small interpreter that pays for no Go runtime:
 //
+//	tty | stdin                 first, when wanted (the shim looks only
+//	                            there): a terminal opened in /dev/pts after
+//	                            pivot, or a stdin pipe the shim feeds
 //	netns PATH                  open a network namespace to join at exec
 //	private                     make / rprivate
 //	rootfs PATH                 the mount point of the container's root
@@ -58,6 +61,11 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 		}
 	}
 	var p plan
+	if s.Tty {
+		p.op("tty")
+	} else if s.OpenStdin {
+		p.op("stdin")
+	}
 	if strings.HasPrefix(s.Network, "/") {
 		p.op("netns", s.Network)
 	}
