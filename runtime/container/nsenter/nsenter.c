@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -82,6 +83,10 @@ void berth_nsenter(int argc, char **argv) {
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* A terminal as stdin (exec -t) becomes the controlling terminal
+		   of a new session, so ^C and job control work. */
+		if (isatty(0) && (setsid() < 0 || ioctl(0, TIOCSCTTY, 0) < 0))
+			berth_fail("controlling terminal", "");
 		return; /* into the Go runtime, inside the container */
 	}
 	berth_child = child;
