@@ -155,6 +155,8 @@ func (e *Engine) Create(ctx context.Context, req *TaskRequest) (*api.ContainerIn
 		CapDrop:     t.CapDrop,
 		StopSignal:  stopSignal,
 		StopTimeout: stopTimeout,
+		Tty:         t.Tty,
+		OpenStdin:   t.Interactive,
 	}
 	if err := e.applyGPUs(req.GPUs, spec); err != nil {
 		e.releaseMounts(m)
