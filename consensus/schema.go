@@ -58,7 +58,7 @@ func fieldIndex(name, field string) *memdb.IndexSchema {
 }
 
 func schema() *memdb.DBSchema {
-	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		TableJobs: {Name: TableJobs, Indexes: map[string]*memdb.IndexSchema{
 			"id": idIndex("ID"),
 		}},
@@ -85,6 +85,10 @@ func schema() *memdb.DBSchema {
 			"id": idIndex("NodeID"),
 		}},
 	}}
+	for name, t := range aclTables() { // acl.go
+		s.Tables[name] = t
+	}
+	return s
 }
 
 // rebuildNodeAllocs rewrites the node_allocs rows of the given nodes from
