@@ -114,6 +114,9 @@ func (f *FSM) apply(index uint64, t MessageType, body []byte) any {
 		}
 	case ConfigRequestType:
 		err = w.schedulerConfig(decode[SchedulerConfig](index, t, body))
+	case ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
+		ACLTokenUpsertRequestType, ACLTokenDeleteRequestType, SecretUpsertRequestType, SecretDeleteRequestType:
+		err = w.applyACL(index, t, body) // acl.go
 	default:
 		panic(fmt.Sprintf("consensus: unknown message type %d at raft index %d; was the log written by a newer berth?", uint8(t), index))
 	}
@@ -146,7 +149,8 @@ type writer struct {
 	nodeAllocs map[string][]*api.Allocation
 }
 
-var tableOrder = [...]string{TableJobs, TableEvals, TableAllocs, TableNodes, TableSchedulerConfig}
+var tableOrder = [...]string{TableJobs, TableEvals, TableAllocs, TableNodes, TableSchedulerConfig,
+	TableACLPolicies, TableACLTokens, TableACLMeta, TableSecrets}
 
 func (w *writer) insert(table string, obj any) {
 	if table == TableAllocs {
