@@ -35,10 +35,16 @@ const (
 	recEval     = "eval"
 	recAllocJob = "alloc_job"
 	recAlloc    = "alloc"
+
+	recACLPolicy = "acl_policy"
+	recACLToken  = "acl_token"
+	recACLMeta   = "acl_meta"
+	recSecret    = "secret"
 )
 
 var recordTable = map[string]string{recIndex: TableIndex, recConfig: TableSchedulerConfig, recNode: TableNodes,
-	recJob: TableJobs, recEval: TableEvals, recAlloc: TableAllocs}
+	recJob: TableJobs, recEval: TableEvals, recAlloc: TableAllocs,
+	recACLPolicy: TableACLPolicies, recACLToken: TableACLTokens, recACLMeta: TableACLMeta, recSecret: TableSecrets}
 
 type record struct {
 	T string          `json:"t"`
@@ -98,6 +104,7 @@ func writeSnapshot(out io.Writer, db *memdb.MemDB) error {
 	tables := []struct{ table, rec string }{
 		{TableIndex, recIndex}, {TableSchedulerConfig, recConfig},
 		{TableNodes, recNode}, {TableJobs, recJob}, {TableEvals, recEval},
+		{TableACLMeta, recACLMeta}, {TableACLPolicies, recACLPolicy}, {TableACLTokens, recACLToken}, {TableSecrets, recSecret},
 	}
 	for _, tb := range tables {
 		it, err := txn.Get(tb.table, "id")
@@ -190,6 +197,14 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 			obj, err = unmarshal[api.Job](rec.V)
 		case recEval:
 			obj, err = unmarshal[api.Evaluation](rec.V)
+		case recACLPolicy:
+			obj, err = unmarshal[api.ACLPolicy](rec.V)
+		case recACLToken:
+			obj, err = unmarshal[ACLToken](rec.V)
+		case recACLMeta:
+			obj, err = unmarshal[aclMeta](rec.V)
+		case recSecret:
+			obj, err = unmarshal[Secret](rec.V)
 		case recAllocJob:
 			var j *api.Job
 			if j, err = unmarshal[api.Job](rec.V); err == nil {
