@@ -98,6 +98,9 @@ type Config struct {
 	// RetryJoinInterval is the pause between background join attempts
 	// (default 1s).
 	RetryJoinInterval time.Duration
+	// Keyring, when set, encrypts and authenticates all gossip: a node
+	// without one of its keys cannot join or be heard (LoadKeyring).
+	Keyring *Keyring
 }
 
 // EventType says what happened to a member.
@@ -151,6 +154,8 @@ type Pool struct {
 	queueSig chan struct{}
 	joined   bool
 
+	kr keyringState
+
 	done     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -186,6 +191,7 @@ func Start(cfg Config) (*Pool, error) {
 		members:  map[string]Peer{},
 		queueSig: make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		kr:       keyringState{ring: cfg.Keyring, pending: map[string]chan keyringReply{}},
 	}
 	mc := memberlist.DefaultLANConfig()
 	tune(mc)
@@ -195,6 +201,10 @@ func Start(cfg Config) (*Pool, error) {
 	mc.AdvertisePort = cfg.Port
 	if cfg.AdvertiseAddr != "" {
 		mc.AdvertiseAddr = cfg.AdvertiseAddr
+	}
+	if cfg.Keyring != nil {
+		mc.Keyring = cfg.Keyring.ring
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	mc.Delegate = (*delegate)(p)
 	mc.Events = (*eventDelegate)(p)
@@ -469,7 +479,11 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return append([]byte(nil), d.meta...)
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) > 0 {
+		(*Pool)(d).handleKeyringMsg(b)
+	}
+}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
