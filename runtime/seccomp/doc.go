@@ -1,0 +1,28 @@
+// Package seccomp turns a seccomp profile in Docker's JSON format into a
+// classic BPF program the kernel runs on every system call, with no
+// libseccomp (the berth binary stays static).
+//
+// Default returns Docker's default profile (default.json, from
+// github.com/moby/profiles, Apache-2.0). Parse reads a user's profile and
+// checks it. Compile resolves a profile for one container (its
+// capabilities, the host's architecture and kernel: the "includes" and
+// "excludes" of Docker's format) and assembles the program:
+//
+//	load arch ─┬─ native arch ──┐        unknown arch → kill the process
+//	           └─ compat arch ──┤        (i386 on amd64, arm on arm64)
+//	                            ▼
+//	         load nr; nr above the arch's table → ERRNO(ENOSYS), so that
+//	         a C library falls back from a syscall newer than the profile
+//	                            ▼
+//	         binary search over the numbers the profile names (jge), then a
+//	         short linear scan (jeq); each syscall's rules test their
+//	         argument conditions in profile order; no match → the
+//	         profile's default action (Docker's: ERRNO(EPERM))
+//
+// A lookup costs about a dozen BPF instructions instead of a scan of the
+// ~370 allowed names. Program.Evaluate runs a program in a small BPF
+// interpreter, which the tests use to check the compiled program against
+// the profile's rules. Install (Linux) loads a program into the calling
+// thread; the container's init (package runtime/container) does it in C
+// from the program's bytes.
+package seccomp
