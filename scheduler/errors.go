@@ -7,6 +7,10 @@ import "errors"
 var (
 	// ErrNoDataDir means Config.DataDir is empty; set --data-dir.
 	ErrNoDataDir = errors.New("scheduler: data directory is required (--data-dir)")
+	// ErrInsecure means a server would listen on a non-loopback address
+	// without TLS; give --ca-file, --cert-file and --key-file, or
+	// --insecure to accept the risk.
+	ErrInsecure = errors.New("scheduler: refusing to listen on a non-loopback address without TLS (give --ca-file, --cert-file and --key-file, or --insecure)")
 	// ErrBadConfig wraps any other invalid setting.
 	ErrBadConfig = errors.New("scheduler: invalid configuration")
 	// ErrNoLeader means the cluster has no leader right now; retry once a
