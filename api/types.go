@@ -115,6 +115,12 @@ type Task struct {
 	// that runs the task (GET /v1/nodes/{id}/allocations) and show it
 	// redacted everywhere else.
 	Auth *RegistryAuth `json:"auth,omitempty"`
+	// Privileged runs the container with every capability and device
+	// (docker's --privileged). With ACLs on, submitting it needs the
+	// privileged right on the job.
+	Privileged bool `json:"privileged,omitempty"`
+	// Secrets are cluster secrets mounted as files (see TaskSecret).
+	Secrets []TaskSecret `json:"secrets,omitempty"`
 }
 
 // Resources asks for capacity. CPU is in millicores, Memory in MiB.
