@@ -85,6 +85,7 @@ func (a *Agent) newRouter() http.Handler {
 	v1.DELETE("/volumes/:name", a.handleVolumeRemove)
 	v1.POST("/system/prune", a.handleSystemPrune)
 	a.networkRoutes(v1)
+	a.attachRoutes(v1)
 	return e
 }
 
