@@ -17,7 +17,10 @@ import (
 // to that node's agent API (/v1/*), so the CLI only ever talks to a
 // server. Responses stream through unbuffered, which followed logs and exec
 // output need. lookup resolves a node ID, unique ID prefix or name.
-func newAgentProxy(lookup func(ctx context.Context, ref string) (*api.Node, error)) echo.HandlerFunc {
+// transport carries the calls (with TLS it presents the server's
+// certificate, accepts only agent certificates and sends http:// as
+// https://); nil means http.DefaultTransport.
+func newAgentProxy(lookup func(ctx context.Context, ref string) (*api.Node, error), transport http.RoundTripper) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		node, err := lookup(c.Request().Context(), c.Param("id"))
 		if err != nil {
@@ -38,6 +41,7 @@ func newAgentProxy(lookup func(ctx context.Context, ref string) (*api.Node, erro
 				pr.Out.URL.RawPath = ""
 				pr.Out.Host = node.HTTPAddr
 			},
+			Transport:     transport,
 			FlushInterval: -1,
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				w.Header().Set("Content-Type", "application/json")

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/berth-dev/berth/internal/tlsutil"
 )
 
 // Default ports of a server (DESIGN.md). In Config, 0 means "pick a free
@@ -67,6 +69,19 @@ type Config struct {
 	// EvalTimeout is how long a worker may hold an evaluation before the
 	// broker delivers it again (default 30s).
 	EvalTimeout time.Duration
+	// TLS, when set, turns on mutual TLS everywhere the server talks: its
+	// HTTP API (CLI, agent and server certificates accepted), Raft and
+	// forwarding between servers (server certificates only) and its
+	// calls to agents (agent certificates only). Its certificate must be
+	// a server certificate.
+	TLS *tlsutil.Source
+	// Insecure allows listening on a non-loopback address without TLS.
+	// Without it, New refuses such a configuration (ErrInsecure).
+	Insecure bool
+	// Encrypt is a base64 gossip key (16, 24 or 32 bytes) that turns on
+	// gossip encryption. The keyring is kept in DataDir/server/keyring.json
+	// and, once there, wins over Encrypt (it may have been rotated).
+	Encrypt string
 	// Dev is berth dev's single server on loopback: Raft's timeouts are
 	// shortened so the lone server elects itself within a few hundred
 	// milliseconds. Not for servers that will have peers.
@@ -103,6 +118,12 @@ func (c *Config) setDefaults() error {
 	}
 	if net.ParseIP(c.BindAddr) == nil {
 		return fmt.Errorf("%w: bind address %q is not an IP", ErrBadConfig, c.BindAddr)
+	}
+	if c.TLS == nil && !c.Insecure && !net.ParseIP(c.BindAddr).IsLoopback() {
+		return fmt.Errorf("%w: %s is not a loopback address", ErrInsecure, c.BindAddr)
+	}
+	if c.TLS != nil && c.TLS.Role() != tlsutil.RoleServer {
+		return fmt.Errorf("%w: a server needs a server certificate, not a %s certificate", ErrBadConfig, c.TLS.Role())
 	}
 	if c.AdvertiseAddr == "" {
 		if ip := net.ParseIP(c.BindAddr); ip.IsUnspecified() {

@@ -62,7 +62,7 @@ func (s *Server) routes() *echo.Echo {
 	v.GET("/nodes/:id/allocations", s.nodeAllocs)
 	v.POST("/nodes/:id/drain", s.leaderOnly(s.nodeDrain))
 	v.POST("/nodes/:id/eligibility", s.leaderOnly(s.nodeEligibility))
-	v.Any("/nodes/:id/agent/*", newAgentProxy(s.proxyNode))
+	v.Any("/nodes/:id/agent/*", newAgentProxy(s.proxyNode, s.agentTransport))
 	v.GET("/status/leader", s.statusLeader)
 	v.GET("/status/peers", s.statusPeers)
 	v.GET("/operator/raft/peers", s.raftPeers)
@@ -70,6 +70,7 @@ func (s *Server) routes() *echo.Echo {
 	v.GET("/members", s.members)
 	v.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	v.GET("/agent/health", s.health)
+	s.keyringRoutes(v)
 	return e
 }
 

@@ -399,7 +399,7 @@ func (s *Server) confirmAgentFailure(n *api.Node) {
 		ctx, cancel := context.WithTimeout(s.ctx, agentFailGrace)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTPAddr+"/v1/health", nil)
 		if err == nil {
-			resp, err := s.fwd.Do(req)
+			resp, err := s.agentHTTP.Do(req)
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
@@ -475,7 +475,7 @@ func (s *Server) maybeBootstrap() {
 }
 
 func (s *Server) remotePeers(httpAddr string) ([]string, error) {
-	c := &http.Client{Timeout: time.Second}
+	c := &http.Client{Timeout: time.Second, Transport: s.fwd.Transport}
 	resp, err := c.Get("http://" + httpAddr + "/v1/status/peers")
 	if err != nil {
 		return nil, err

@@ -2,8 +2,11 @@ package scheduler
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/consensus"
 	"github.com/berth-dev/berth/internal/gossip"
+	"github.com/berth-dev/berth/internal/tlsutil"
 )
 
 // Server is one berth server: Raft node, gossip member, HTTP API and, while
@@ -44,7 +48,12 @@ type Server struct {
 	// placements for Go's 10 ms preemption slice.
 	planning chan struct{}
 	metrics  *metrics
-	fwd      *http.Client
+	// fwd calls other servers (forwarding, peer checks); agentHTTP calls
+	// agents. With TLS each presents the server certificate and accepts
+	// only its own peer role, and http:// URLs are sent as https://.
+	fwd            *http.Client
+	agentHTTP      *http.Client
+	agentTransport http.RoundTripper
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -82,8 +91,10 @@ func New(cfg Config) (*Server, error) {
 		planning: make(chan struct{}, 1),
 		blocked:  newBlockedEvals(),
 		hb:       newHeartbeatTracker(cfg.HeartbeatTTL),
-		fwd:      &http.Client{Timeout: 6 * time.Minute},
 	}
+	s.fwd = &http.Client{Timeout: 6 * time.Minute, Transport: peerTransport(cfg.TLS, tlsutil.RoleServer)}
+	s.agentTransport = peerTransport(cfg.TLS, tlsutil.RoleAgent)
+	s.agentHTTP = &http.Client{Timeout: 6 * time.Minute, Transport: s.agentTransport}
 	s.metrics = newMetrics(s)
 	s.broker.SetCost(s.evalCost)
 	s.broker.waited = func(d time.Duration) { s.metrics.evalWait.Observe(d.Seconds()) }
@@ -136,6 +147,14 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("scheduler: listen for HTTP on %s:%d: %w (is another server running? choose another --http-port)", cfg.BindAddr, cfg.HTTPPort, err))
 	}
+	if cfg.TLS != nil {
+		// Servers forward to each other and agents register here, so
+		// all three roles may call the API; ACLs decide what each may do.
+		ln = tls.NewListener(ln, cfg.TLS.ServerConfig(tlsutil.RoleServer, tlsutil.RoleAgent, tlsutil.RoleCLI))
+	} else if !net.ParseIP(cfg.BindAddr).IsLoopback() {
+		s.log.Warn("INSECURE: serving the HTTP API, Raft and gossip without TLS on a non-loopback address; anyone who reaches it controls the cluster",
+			"bind", cfg.BindAddr)
+	}
 	s.httpLn = ln
 
 	raftBind := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.RaftPort))
@@ -147,6 +166,10 @@ func (s *Server) Start(ctx context.Context) error {
 		AdvertiseAddr: raftAdv,
 		Bootstrap:     cfg.BootstrapExpect == 1,
 		Logger:        s.log,
+	}
+	if cfg.TLS != nil {
+		ccfg.ServerTLS = cfg.TLS.ServerConfig(tlsutil.RoleServer)
+		ccfg.ClientTLS = cfg.TLS.ClientConfig(tlsutil.RoleServer)
 	}
 	if cfg.Dev {
 		// Alone on loopback there is no peer to lose contact with; only
@@ -177,6 +200,14 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 
 	httpAdv := net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	keyring, fromFile, err := gossip.LoadKeyring(filepath.Join(dir, "keyring.json"), cfg.Encrypt)
+	if err != nil {
+		return fail(err)
+	}
+	if fromFile && cfg.Encrypt != "" {
+		s.log.Info("gossip keyring loaded from the data directory; --encrypt is used only for a new keyring",
+			"keyring", filepath.Join(dir, "keyring.json"))
+	}
 	pool, err := gossip.Start(gossip.Config{
 		Name:          cfg.NodeName,
 		BindAddr:      cfg.BindAddr,
@@ -190,7 +221,8 @@ func (s *Server) Start(ctx context.Context) error {
 			Datacenter: cfg.Datacenter,
 			ServerID:   cfg.NodeName,
 		},
-		Logger: s.log.With("component", "gossip"),
+		Logger:  s.log.With("component", "gossip"),
+		Keyring: keyring,
 	})
 	if err != nil {
 		return fail(err)
@@ -204,6 +236,34 @@ func (s *Server) Start(ctx context.Context) error {
 		"bootstrap_expect", cfg.BootstrapExpect, "datacenter", cfg.Datacenter)
 	return nil
 }
+
+// peerTransport is the HTTP transport for calls to peers of role. With TLS
+// it presents this server's certificate, accepts only a peer certificate
+// of that role, and upgrades http:// URLs to https://, so code that builds
+// URLs from advertised host:port addresses works either way.
+func peerTransport(src *tlsutil.Source, role tlsutil.Role) http.RoundTripper {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	if src == nil {
+		return tr
+	}
+	tr.TLSClientConfig = src.ClientConfig(role)
+	return httpsUpgrade{tr}
+}
+
+// httpsUpgrade sends http:// requests as https://.
+type httpsUpgrade struct{ base http.RoundTripper }
+
+func (u httpsUpgrade) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" {
+		req = req.Clone(req.Context())
+		req.URL.Scheme = "https"
+	}
+	return u.base.RoundTrip(req)
+}
+
+// AgentTransport is the transport for calls to agents (the agent proxy).
+func (s *Server) AgentTransport() http.RoundTripper { return s.agentTransport }
 
 func advertiseIfNeeded(cfg Config) string {
 	if cfg.AdvertiseAddr != cfg.BindAddr {
@@ -290,4 +350,52 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	<-ctx.Done()
 	return s.Shutdown()
+}
+
+// keyringTimeout bounds a keyring operation's wait for every member.
+const keyringTimeout = 15 * time.Second
+
+// keyringRoutes registers the gossip keyring routes (api/keyring.go).
+func (s *Server) keyringRoutes(v *echo.Group) {
+	v.GET("/operator/keyring", func(c echo.Context) error { return s.keyringOp(c, gossip.KeyList, "") })
+	v.POST("/operator/keyring/:op", func(c echo.Context) error {
+		var req api.KeyringRequest
+		if err := json.NewDecoder(io.LimitReader(c.Request().Body, 4096)).Decode(&req); err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, "keyring request: want {\"key\": \"BASE64\"}: "+err.Error())
+		}
+		op := c.Param("op")
+		if op == gossip.KeyList {
+			return echo.NewHTTPError(http.StatusBadRequest, "list is GET /v1/operator/keyring")
+		}
+		return s.keyringOp(c, op, req.Key)
+	})
+}
+
+func (s *Server) keyringOp(c echo.Context, op, key string) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), keyringTimeout)
+	defer cancel()
+	resp, err := s.pool.KeyringOp(ctx, op, key)
+	switch {
+	case errors.Is(err, gossip.ErrBadOp), errors.Is(err, gossip.ErrBadKey), errors.Is(err, gossip.ErrNoEncryption):
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	case errors.Is(err, gossip.ErrKeyringOp):
+		msg := err.Error()
+		for _, name := range gossip.SortedKeys(countKeys(resp.Errors)) {
+			msg += "; " + name + ": " + resp.Errors[name]
+		}
+		return echo.NewHTTPError(http.StatusInternalServerError, msg)
+	case err != nil:
+		return err
+	}
+	s.log.Info("gossip keyring operation done", "op", op, "members", resp.Members)
+	return c.JSON(http.StatusOK, api.KeyringResponse{Members: resp.Members, Answered: resp.Answered,
+		Errors: resp.Errors, Keys: resp.Keys, PrimaryKeys: resp.PrimaryKeys})
+}
+
+func countKeys(m map[string]string) map[string]int {
+	out := make(map[string]int, len(m))
+	for k := range m {
+		out[k] = 1
+	}
+	return out
 }
