@@ -41,7 +41,7 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.httpError
-	e.Use(s.recoverPanics, s.indexHeader)
+	e.Use(s.recoverPanics, s.indexHeader, s.audit, s.enforce, s.secretsFeed) // audit.go, acl.go, secret.go
 
 	v := e.Group("/v1")
 	v.GET("/jobs", s.jobList)
@@ -71,6 +71,7 @@ func (s *Server) routes() *echo.Echo {
 	v.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	v.GET("/agent/health", s.health)
 	s.keyringRoutes(v)
+	s.aclRoutes(v) // acl.go
 	return e
 }
 
@@ -232,6 +233,9 @@ func (s *Server) forward(c echo.Context) error {
 	}
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	req.Header.Set(headerForwarded, s.cfg.NodeName)
+	if tok := r.Header.Get("Authorization"); tok != "" { // the leader checks ACLs again
+		req.Header.Set("Authorization", tok)
+	}
 	resp, err := s.fwd.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: forwarding to the leader at %s failed: %v", ErrNoLeader, addr, err)
