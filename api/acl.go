@@ -270,3 +270,10 @@ func setToken(req *http.Request, token string) {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 }
+
+// SetToken sets the ACL token the client sends (NewClient starts with
+// DefaultToken); "" sends none.
+func (c *Client) SetToken(token string) { c.token = token }
+
+// Token is the ACL token the client sends.
+func (c *Client) Token() string { return c.token }

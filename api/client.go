@@ -73,6 +73,8 @@ type Client struct {
 	addr string // scheme://host:port, no trailing slash
 	http *http.Client
 	ctx  context.Context
+	// token is the ACL token sent as Authorization: Bearer (acl.go).
+	token string
 }
 
 // NewClient returns a client for addr. An empty addr means $BERTH_ADDR, and
@@ -96,8 +98,9 @@ func NewClient(addr string) (*Client, error) {
 		addr: norm,
 		// No overall timeout: blocking queries legitimately take as long
 		// as their wait. Callers bound a request with WithContext.
-		http: &http.Client{Transport: tr},
-		ctx:  context.Background(),
+		http:  &http.Client{Transport: tr},
+		ctx:   context.Background(),
+		token: DefaultToken(norm),
 	}, nil
 }
 
@@ -187,6 +190,7 @@ func (c *Client) Raw(method, path string, query url.Values, body io.Reader) (*ht
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	setToken(req, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctxErr := c.ctx.Err(); ctxErr != nil {
