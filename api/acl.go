@@ -277,3 +277,6 @@ func (c *Client) SetToken(token string) { c.token = token }
 
 // Token is the ACL token the client sends.
 func (c *Client) Token() string { return c.token }
+
+// SetToken sets the ACL token the agent client sends; "" sends none.
+func (c *AgentClient) SetToken(token string) { c.token = token }

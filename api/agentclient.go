@@ -39,6 +39,7 @@ type AgentClient struct {
 	prefix string // /v1/nodes/{node}/agent
 	http   *http.Client
 	ctx    context.Context
+	token  string // ACL token (acl.go)
 }
 
 // NewAgentClient returns a client for node's agent, reached through the
@@ -68,8 +69,9 @@ func NewAgentClient(serverAddr, node string) (*AgentClient, error) {
 		prefix: "/v1/nodes/" + url.PathEscape(node) + "/agent",
 		// No overall timeout: logs -f, wait and exec last as long as the
 		// container does. Callers bound requests with contexts.
-		http: &http.Client{Transport: tr},
-		ctx:  context.Background(),
+		http:  &http.Client{Transport: tr},
+		ctx:   context.Background(),
+		token: DefaultToken(addr),
 	}, nil
 }
 
@@ -105,6 +107,7 @@ func (c *AgentClient) raw(ctx context.Context, method, rest string, q url.Values
 		req.Header.Set("Content-Type", ctype)
 	}
 	req.Header.Set("Accept", "application/json")
+	setToken(req, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
