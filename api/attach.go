@@ -315,6 +315,7 @@ func (c *AgentClient) upgrade(ctx context.Context, rest string, q url.Values) (*
 	}
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", AttachProtocol)
+	setToken(req, c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
