@@ -1,0 +1,377 @@
+//go:build linux
+
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/internal/testutil"
+	"github.com/berth-dev/berth/runtime/image"
+	"github.com/berth-dev/berth/runtime/reexec"
+)
+
+func TestMain(m *testing.M) {
+	if reexec.Run() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// fixture is a store with busybox imported and a builder over it.
+type fixture struct {
+	store *image.Store
+	b     *Builder
+	dir   string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	s, err := image.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(testutil.BusyboxTar(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := s.Import(context.Background(), f, "busybox"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(s, filepath.Join(dir, "build"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{store: s, b: b, dir: dir}
+}
+
+// writeContext lays files (name → content) into a new context dir.
+func writeContext(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for n, c := range files {
+		p := filepath.Join(dir, n)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// record collects a build's events.
+type record struct {
+	events []Event
+	out    bytes.Buffer
+}
+
+func (r *record) fn(e Event) {
+	r.events = append(r.events, e)
+	if e.Kind == EventOutput {
+		r.out.WriteString(e.Output)
+	}
+}
+
+// cachedSteps lists the steps that came from the cache.
+func (r *record) cachedSteps() []int {
+	var out []int
+	for _, e := range r.events {
+		if e.Kind == EventCached {
+			out = append(out, e.Step)
+		}
+	}
+	return out
+}
+
+func (fx *fixture) build(t *testing.T, opts Options) (*Result, *record, error) {
+	t.Helper()
+	rec := &record{}
+	opts.Progress = rec.fn
+	res, err := fx.b.Build(context.Background(), opts)
+	return res, rec, err
+}
+
+// readFile reads a file of a built image through its layers.
+func (fx *fixture) readFile(t *testing.T, id, p string) (string, error) {
+	t.Helper()
+	root, release, err := fx.b.mountImage(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	b, err := os.ReadFile(filepath.Join(root, p))
+	return string(b), err
+}
+
+const appDockerfile = `# an app on busybox
+FROM busybox AS base
+ARG GREETING=hello
+ENV APP_HOME=/usr/src/app
+WORKDIR $APP_HOME
+COPY conf.txt ./
+RUN echo "$GREETING from RUN" > greeting && rm /bin/vi && cat conf.txt
+COPY src/ ./src/
+RUN ls src > listing
+USER 1000:1000
+EXPOSE 8080
+LABEL org.example.name=app
+STOPSIGNAL SIGQUIT
+HEALTHCHECK --interval=5s --retries=2 CMD test -f /usr/src/app/greeting
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat greeting"]
+`
+
+func TestBuildCacheAndConfig(t *testing.T) {
+	fx := newFixture(t)
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile": appDockerfile,
+		"conf.txt":   "conf v1\n",
+		"src/a.txt":  "a\n",
+		"src/b.txt":  "b\n",
+	})
+	res, rec, err := fx.build(t, Options{ContextDir: ctxDir, Tags: []string{"app:v1", "app:latest"}, BuildArgs: map[string]string{"GREETING": "hi"}})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, rec.out.String())
+	}
+	if res.Steps != 15 || res.Cached != 0 {
+		t.Fatalf("first build: %d steps, %d cached", res.Steps, res.Cached)
+	}
+	if !strings.Contains(rec.out.String(), "conf v1") {
+		t.Fatalf("RUN output not streamed: %q", rec.out.String())
+	}
+	img := res.Image
+	if !slices.Equal(img.Names, []string{"app:latest", "app:v1"}) {
+		t.Fatalf("names %v", img.Names)
+	}
+	if got, err := fx.readFile(t, img.ID, "usr/src/app/greeting"); err != nil || got != "hi from RUN\n" {
+		t.Fatalf("greeting: %q %v", got, err)
+	}
+	if got, _ := fx.readFile(t, img.ID, "usr/src/app/listing"); got != "a.txt\nb.txt\n" {
+		t.Fatalf("listing: %q", got)
+	}
+	if _, err := fx.readFile(t, img.ID, "bin/vi"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("rm /bin/vi in RUN did not reach the image: %v", err)
+	}
+	if _, err := fx.readFile(t, img.ID, "bin/ls"); err != nil {
+		t.Fatalf("the whiteout removed more than /bin/vi: %v", err)
+	}
+	// busybox + COPY + RUN + COPY + RUN: four layers on the base.
+	if len(img.Layers) != 5 {
+		t.Fatalf("%d layers, want 5", len(img.Layers))
+	}
+	cfg, err := fx.store.ConfigFile(img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Config
+	if c.WorkingDir != "/usr/src/app" || c.User != "1000:1000" || c.StopSignal != "SIGQUIT" ||
+		!slices.Equal(c.Entrypoint, []string{"/bin/sh", "-c"}) || !slices.Equal(c.Cmd, []string{"cat greeting"}) ||
+		c.Labels["org.example.name"] != "app" || !slices.Contains(c.Env, "APP_HOME=/usr/src/app") {
+		t.Fatalf("config %+v", c)
+	}
+	if _, ok := c.ExposedPorts["8080/tcp"]; !ok {
+		t.Fatalf("exposed ports %v", c.ExposedPorts)
+	}
+	if c.Healthcheck == nil || !slices.Equal(c.Healthcheck.Test, []string{"CMD-SHELL", "test -f /usr/src/app/greeting"}) ||
+		c.Healthcheck.Interval.Seconds() != 5 || c.Healthcheck.Retries != 2 {
+		t.Fatalf("healthcheck %+v", c.Healthcheck)
+	}
+	if slices.ContainsFunc(c.Env, func(s string) bool { return strings.HasPrefix(s, "GREETING=") }) {
+		t.Fatal("a build arg leaked into the image's Env")
+	}
+	var created []string
+	for _, h := range cfg.History {
+		created = append(created, h.CreatedBy)
+	}
+	if !slices.Contains(created, "COPY conf.txt ./ # buildkit") || !slices.Contains(created, "WORKDIR /usr/src/app") {
+		t.Fatalf("history %q", created)
+	}
+
+	// Everything again: every step but the FROM and ARG comes from the cache.
+	res2, rec2, err := fx.build(t, Options{ContextDir: ctxDir, Tags: []string{"app:v2"}, BuildArgs: map[string]string{"GREETING": "hi"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Image.ID != img.ID || res2.Cached != 13 || rec2.out.Len() != 0 {
+		t.Fatalf("rebuild: id %s (want %s), %d cached, output %q", res2.Image.ID, img.ID, res2.Cached, rec2.out.String())
+	}
+
+	// One source file changes: its COPY (step 7) and everything after
+	// run again; steps 3-6 (ENV, WORKDIR, COPY, RUN) are still cached.
+	if err := os.WriteFile(filepath.Join(ctxDir, "src/b.txt"), []byte("b2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res3, rec3, err := fx.build(t, Options{ContextDir: ctxDir, BuildArgs: map[string]string{"GREETING": "hi"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec3.cachedSteps(); !slices.Equal(got, []int{3, 4, 5, 6}) {
+		t.Fatalf("after editing src/b.txt, cached steps %v, want [3 4 5 6]", got)
+	}
+	if res3.Image.ID == img.ID {
+		t.Fatal("the edited build made the same image")
+	}
+	if got, _ := fx.readFile(t, res3.Image.ID, "usr/src/app/src/b.txt"); got != "b2\n" {
+		t.Fatalf("edited file in the image: %q", got)
+	}
+	// A different build arg misses from the first RUN on.
+	_, rec4, err := fx.build(t, Options{ContextDir: ctxDir, BuildArgs: map[string]string{"GREETING": "yo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec4.cachedSteps(); !slices.Equal(got, []int{3, 4, 5}) {
+		t.Fatalf("with another build arg, cached steps %v, want [3 4 5]", got)
+	}
+	// --no-cache runs everything.
+	res5, _, err := fx.build(t, Options{ContextDir: ctxDir, NoCache: true, BuildArgs: map[string]string{"GREETING": "hi"}})
+	if err != nil || res5.Cached != 0 {
+		t.Fatalf("--no-cache: %+v %v", res5, err)
+	}
+
+	// The cache survives a new builder and store (an agent restart), and
+	// PruneBuildCache empties it.
+	s2, err := image.Open(filepath.Join(fx.dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := New(s2, filepath.Join(fx.dir, "build"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx2 := &fixture{store: s2, b: b2, dir: fx.dir}
+	if res, _, err := fx2.build(t, Options{ContextDir: ctxDir, BuildArgs: map[string]string{"GREETING": "hi"}}); err != nil || res.Cached != 13 {
+		t.Fatalf("after a restart: %+v %v", res, err)
+	}
+	if _, err := s2.PruneBuildCache(nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, _, err := fx2.build(t, Options{ContextDir: ctxDir, BuildArgs: map[string]string{"GREETING": "hi"}}); err != nil || res.Cached != 0 {
+		t.Fatalf("after pruning the cache: %+v %v", res, err)
+	}
+}
+
+func TestBuildFailingRun(t *testing.T) {
+	fx := newFixture(t)
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nRUN echo one\nRUN for i in 1 2 3 4 5; do echo line$i; done; exit 3\nRUN echo never\n",
+	})
+	_, rec, err := fx.build(t, Options{ContextDir: ctxDir, Tags: []string{"broken"}})
+	var se *StepError
+	if !errors.As(err, &se) || !errors.Is(err, ErrStepFailed) {
+		t.Fatalf("want a StepError, got %v", err)
+	}
+	if se.ExitCode != 3 || se.Step != 3 || se.Total != 4 || !slices.Equal(se.Tail, []string{"line1", "line2", "line3", "line4", "line5"}) {
+		t.Fatalf("step error %+v", se)
+	}
+	if strings.Contains(rec.out.String(), "never") {
+		t.Fatal("a step after the failure ran")
+	}
+	if _, err := fx.store.Get("broken"); !errors.Is(err, image.ErrNotFound) {
+		t.Fatalf("a failed build tagged an image: %v", err)
+	}
+	// A missing program is exit code 127, as in docker.
+	ctx2 := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN [\"/nonexistent\"]\n"})
+	if _, _, err := fx.build(t, Options{ContextDir: ctx2}); !errors.As(err, &se) || se.ExitCode != 127 {
+		t.Fatalf("missing program: %v", err)
+	}
+	// Nothing is left behind: no container, no scratch files.
+	if ents, _ := os.ReadDir(fx.b.ctrRoot); len(ents) > 1 {
+		t.Fatalf("build containers left: %v", ents)
+	}
+}
+
+func TestBuildMultiStageScratchAndIgnore(t *testing.T) {
+	fx := newFixture(t)
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile": `ARG BASE=busybox
+FROM ${BASE} AS build
+WORKDIR /out
+COPY . /src/
+RUN cp /bin/busybox /out/tool && ls -a /src > /out/ctx
+FROM scratch
+COPY --from=build /out/ /app/
+COPY keep.txt /
+ENTRYPOINT ["/app/tool"]
+CMD ["echo", "from scratch"]
+FROM busybox AS unused
+RUN exit 1
+`,
+		".dockerignore": "*.log\nsecret/\n!secret/ok.txt\n**/*.tmp\n",
+		"keep.txt":      "keep\n",
+		"debug.log":     "no\n",
+		"secret/key":    "no\n",
+		"secret/ok.txt": "yes\n",
+		"deep/x.tmp":    "no\n",
+		"deep/y.txt":    "yes\n",
+	})
+	res, rec, err := fx.build(t, Options{ContextDir: ctxDir, Target: "1", Tags: []string{"tool"}})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, rec.out.String())
+	}
+	img := res.Image
+	if len(img.Layers) != 2 {
+		t.Fatalf("scratch image has %d layers, want 2", len(img.Layers))
+	}
+	ctxList, err := fx.readFile(t, img.ID, "app/ctx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"keep.txt", "secret", "deep", "Dockerfile", ".dockerignore"} {
+		if !strings.Contains(ctxList, want+"\n") {
+			t.Errorf("context in the image lacks %s: %q", want, ctxList)
+		}
+	}
+	if strings.Contains(ctxList, "debug.log") {
+		t.Errorf(".dockerignore'd file copied: %q", ctxList)
+	}
+	// secret/ is excluded but secret/ok.txt is let back in; deep/x.tmp is
+	// excluded by **.
+	root, release, err := fx.b.mountImage(img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if _, err := os.Stat(filepath.Join(root, "app/tool")); err != nil {
+		t.Fatalf("COPY --from: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the scratch image has the build stage's files: %v", err)
+	}
+	cfg, _ := fx.store.ConfigFile(img.ID)
+	if !slices.Equal(cfg.Config.Entrypoint, []string{"/app/tool"}) || !slices.Contains(cfg.Config.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") {
+		t.Fatalf("scratch config %+v", cfg.Config)
+	}
+
+	// What the build stage saw of the context.
+	srcRes, _, err := fx.build(t, Options{ContextDir: ctxDir, Target: "build"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sroot, srelease, err := fx.b.mountImage(srcRes.Image.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srelease()
+	for p, want := range map[string]bool{"src/secret/ok.txt": true, "src/secret/key": false, "src/deep/y.txt": true, "src/deep/x.tmp": false, "src/debug.log": false} {
+		_, err := os.Stat(filepath.Join(sroot, p))
+		if (err == nil) != want {
+			t.Errorf("%s in the image: %v, want %v", p, err == nil, want)
+		}
+	}
+	// COPY of an ignored file fails clearly.
+	bad := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY debug.log /\n", ".dockerignore": "*.log\n", "debug.log": "x"})
+	if _, _, err := fx.build(t, Options{ContextDir: bad}); !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("COPY of an ignored file: %v", err)
+	}
+}
