@@ -85,6 +85,7 @@ func (a *Agent) newRouter() http.Handler {
 	v1.DELETE("/volumes/:name", a.handleVolumeRemove)
 	v1.POST("/system/prune", a.handleSystemPrune)
 	a.networkRoutes(v1)
+	a.buildRoutes(v1)
 	a.attachRoutes(v1)
 	return e
 }
@@ -482,6 +483,7 @@ func (a *Agent) handleSystemPrune(c echo.Context) error {
 			rep.SpaceReclaimed += img.Size
 		}
 	}
+	rep.SpaceReclaimed += a.pruneBuildCache()
 	if truthy(c.QueryParam("volumes")) {
 		removed, freed, err := a.eng.Volumes.Prune()
 		if err != nil {
