@@ -43,6 +43,7 @@ func newImageCmd() *cobra.Command {
 	cmd.AddCommand(newImageImportCmd(), newImageLoadCmd(), newImageLsCmd(), newImageInspectCmd(),
 		newImageRmCmd(), newImageTagCmd())
 	cmd.AddCommand(registrySubcommands()...)
+	cmd.AddCommand(newImageBuildCmd())
 	addAddressFlag(cmd)
 	return cmd
 }
