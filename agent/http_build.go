@@ -89,6 +89,9 @@ func (a *Agent) handleBuild(c echo.Context) error {
 		NoCache: req.NoCache, BuildArgs: req.BuildArgs, Labels: req.Labels, Network: req.Network,
 		Platform: req.Platform, Pull: image.PullOptions{RemoteOptions: remote},
 	}
+	if req.DockerfileContent != "" {
+		opts.DockerfileData = []byte(req.DockerfileContent)
+	}
 	c.Response().Header().Set(echo.HeaderContentType, "application/x-ndjson")
 	c.Response().WriteHeader(http.StatusOK)
 	var mu sync.Mutex

@@ -24,12 +24,15 @@ import (
 type BuildRequest struct {
 	// Dockerfile is the Dockerfile's path inside the context (default
 	// "Dockerfile").
-	Dockerfile string            `json:"dockerfile,omitempty"`
-	Tags       []string          `json:"tags,omitempty"`
-	Target     string            `json:"target,omitempty"`
-	NoCache    bool              `json:"no_cache,omitempty"`
-	BuildArgs  map[string]string `json:"build_args,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// DockerfileContent, when set, is the Dockerfile itself (one from
+	// outside the context, or from stdin); Dockerfile is then ignored.
+	DockerfileContent string            `json:"dockerfile_content,omitempty"`
+	Tags              []string          `json:"tags,omitempty"`
+	Target            string            `json:"target,omitempty"`
+	NoCache           bool              `json:"no_cache,omitempty"`
+	BuildArgs         map[string]string `json:"build_args,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
 	// Network is RUN's network: "host" (default) or "none".
 	Network  string `json:"network,omitempty"`
 	Platform string `json:"platform,omitempty"`
