@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/gossip"
+	"github.com/berth-dev/berth/internal/tlsutil"
 	"github.com/berth-dev/berth/runtime/engine"
 )
 
@@ -35,7 +38,21 @@ type Config struct {
 	// unverified TLS (--insecure-registry).
 	InsecureRegistries []string
 	Logger             *slog.Logger
+	// TLS, when set, serves the agent API over mutual TLS (only server
+	// certificates may call it: the CLI goes through a server's proxy)
+	// and calls servers over https with this agent certificate.
+	TLS *tlsutil.Source
+	// Insecure allows a non-loopback BindAddr without TLS; without it New
+	// refuses one (ErrInsecure).
+	Insecure bool
+	// Encrypt is a base64 gossip key; the keyring is kept in
+	// DataDir/agent-keyring.json and wins over Encrypt once it exists.
+	Encrypt string
 }
+
+// ErrInsecure means the agent would listen on a non-loopback address
+// without TLS; give it certificates, or Config.Insecure (--insecure).
+var ErrInsecure = errors.New("agent: refusing to listen on a non-loopback address without TLS (give --ca-file, --cert-file and --key-file, or --insecure)")
 
 // Agent runs the containers the servers place on this node.
 type Agent struct {
@@ -52,6 +69,7 @@ type Agent struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	pool    *gossip.Pool
+	keyring *gossip.Keyring // nil without gossip encryption
 	// rejoining is set while a gossip rejoin is under way.
 	rejoining atomic.Bool
 
@@ -89,6 +107,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if ip := net.ParseIP(cfg.BindAddr); cfg.TLS == nil && !cfg.Insecure && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("%w: %s is not a loopback address", ErrInsecure, cfg.BindAddr)
+	}
+	if cfg.TLS != nil && cfg.TLS.Role() != tlsutil.RoleAgent {
+		return nil, fmt.Errorf("agent: needs an agent certificate, not a %s certificate (berth tls cert create --agent)", cfg.TLS.Role())
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
 		return nil, fmt.Errorf("agent: data dir: %w", err)
@@ -160,8 +184,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: listen on %s:%d: %w (use --agent-port to pick another port)", a.cfg.BindAddr, port, err)
 	}
-	a.httpLn = ln
 	a.node.HTTPAddr = ln.Addr().String()
+	if a.cfg.TLS != nil {
+		ln = tls.NewListener(ln, a.cfg.TLS.ServerConfig(tlsutil.RoleServer))
+	} else if ip := net.ParseIP(a.cfg.BindAddr); ip == nil || !ip.IsLoopback() {
+		a.log.Warn("INSECURE: serving the agent API and gossip without TLS on a non-loopback address; anyone who reaches it can run containers as root",
+			"bind", a.cfg.BindAddr)
+	}
+	a.httpLn = ln
 	a.httpSrv = &http.Server{Handler: a.newRouter(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -170,6 +200,15 @@ func (a *Agent) Start(ctx context.Context) error {
 	}()
 	a.log.Info("agent API listening", "addr", a.node.HTTPAddr)
 	if a.cfg.Gossip != nil {
+		kr, fromFile, err := gossip.LoadKeyring(filepath.Join(a.cfg.DataDir, "agent-keyring.json"), a.cfg.Encrypt)
+		if err != nil {
+			_ = a.httpSrv.Close()
+			return fmt.Errorf("agent: %w", err)
+		}
+		if fromFile && a.cfg.Encrypt != "" {
+			a.log.Info("gossip keyring loaded from the data directory; --encrypt is used only for a new keyring")
+		}
+		a.keyring = kr
 		if err := a.startGossip(*a.cfg.Gossip); err != nil {
 			_ = a.httpSrv.Close()
 			return err
@@ -321,9 +360,16 @@ func (a *Agent) client(rotate bool) (*api.Client, error) {
 	if c, ok := a.clients[a.server]; ok {
 		return c, nil
 	}
-	c, err := api.NewClient(a.server)
+	addr := a.server
+	if a.cfg.TLS != nil {
+		addr = "https://" + addr
+	}
+	c, err := api.NewClient(addr)
 	if err != nil {
 		return nil, err
+	}
+	if a.cfg.TLS != nil {
+		c.SetTLSConfig(a.cfg.TLS.ClientConfig(tlsutil.RoleServer))
 	}
 	a.clients[a.server] = c
 	return c, nil

@@ -35,6 +35,7 @@ func (a *Agent) startGossip(gc GossipConfig) error {
 		},
 		Logger:            a.log,
 		RetryJoinInterval: 2 * time.Second,
+		Keyring:           a.keyring,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: gossip on %s:%d: %w", gc.BindAddr, gc.Port, err)

@@ -64,7 +64,7 @@ func startFaultCluster(t *testing.T, nAgents int) *faultCluster {
 				args = append(args, "--join", tn.Hosts[j].IP+":9472")
 			}
 		}
-		n.proc = tn.Start(h, "server", args...)
+		n.proc = tn.Start(h, "server", append(args, tn.SecurityArgs("server")...)...)
 		fc.servers = append(fc.servers, n)
 	}
 	for i := 0; i < nAgents; i++ {
@@ -72,7 +72,7 @@ func startFaultCluster(t *testing.T, nAgents int) *faultCluster {
 		n := &fcNode{name: fmt.Sprintf("a%d", i+1), host: h}
 		args := append([]string{"agent", "--bind", h.IP, "--node-name", n.name,
 			"--data-dir", filepath.Join(h.Dir, "agent")}, joins...)
-		n.proc = tn.Start(h, "agent", args...)
+		n.proc = tn.Start(h, "agent", append(args, tn.SecurityArgs("agent")...)...)
 		fc.agents = append(fc.agents, n)
 	}
 	fc.waitLeader(30 * time.Second)
@@ -781,7 +781,7 @@ func TestFaultRollingServerReplacement(t *testing.T) {
 				args = append(args, "--join", s.host.IP+":9472")
 			}
 		}
-		repl.proc = fc.tn.Start(old.host, "server-"+repl.name, args...)
+		repl.proc = fc.tn.Start(old.host, "server-"+repl.name, append(args, fc.tn.SecurityArgs("server")...)...)
 		fc.servers[i] = repl
 		delete(fc.cut, old.host)
 		Eventually(t, 30*time.Second, repl.name+" is a voter", func() error {

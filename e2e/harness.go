@@ -57,10 +57,16 @@ type Server struct {
 	cmd    *exec.Cmd
 	done   chan struct{} // closed when the process has exited
 	paused bool
+	pki    *PKI // the cluster's, when it runs with TLS
 }
 
 // HTTPAddr is the server's API URL.
-func (s *Server) HTTPAddr() string { return "http://127.0.0.1:" + strconv.Itoa(s.HTTPPort) }
+func (s *Server) HTTPAddr() string {
+	if s.pki != nil {
+		return "https://127.0.0.1:" + strconv.Itoa(s.HTTPPort)
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(s.HTTPPort)
+}
 
 // RaftAddr is the server's Raft address, as /v1/status/leader reports it.
 func (s *Server) RaftAddr() string { return "127.0.0.1:" + strconv.Itoa(s.RaftPort) }
@@ -97,7 +103,12 @@ func (s *Server) Client(timeout time.Duration) *api.Client {
 	if err != nil {
 		panic(err) // the address is built above and always parses
 	}
-	if timeout > 0 {
+	if s.pki != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		tr.TLSClientConfig = s.pki.clientTLS
+		c.SetHTTPClient(&http.Client{Timeout: timeout, Transport: tr})
+	} else if timeout > 0 {
 		c.SetHTTPClient(&http.Client{Timeout: timeout})
 	}
 	return c
@@ -111,6 +122,9 @@ type ClusterOptions struct {
 	ExtraArgs []string
 	// LogLevel is passed as --log-level (default "info").
 	LogLevel string
+	// TLS runs the cluster with mutual TLS: a PKI made with `berth tls`,
+	// https addresses, and clients that present the CLI certificate.
+	TLS bool
 }
 
 // Cluster is a set of berth server processes that form one Raft cluster.
@@ -120,6 +134,8 @@ type Cluster struct {
 	Servers []*Server
 	opts    ClusterOptions
 	base    string // holds every server's data directory and log
+	// PKI is the cluster's certificates when opts.TLS is set.
+	PKI *PKI
 }
 
 func (c *Cluster) newServer(ports []int, bootstrapExpect int) *Server {
@@ -132,6 +148,7 @@ func (c *Cluster) newServer(ports []int, bootstrapExpect int) *Server {
 		DataDir:         filepath.Join(c.base, name),
 		LogPath:         filepath.Join(c.base, name+".log"),
 		BootstrapExpect: bootstrapExpect,
+		pki:             c.PKI,
 	}
 }
 
@@ -182,6 +199,10 @@ func freePorts(t testing.TB, n int) []int {
 func StartCluster(t testing.TB, n int, opts ClusterOptions) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Bin: BerthBin(t), opts: opts}
+	if opts.TLS {
+		c.PKI = NewPKI(t, c.Bin)
+		c.PKI.clientTLS = c.PKI.ClientTLS(t)
+	}
 	ports := freePorts(t, 3*n)
 	base := t.TempDir()
 	c.base = base
@@ -241,6 +262,9 @@ func (c *Cluster) Args(s *Server) []string {
 		level = "info"
 	}
 	args = append(args, "--log-level", level)
+	if c.PKI != nil {
+		args = append(args, c.PKI.Args("server")...)
+	}
 	return append(args, c.opts.ExtraArgs...)
 }
 
@@ -451,16 +475,22 @@ type CLIResult struct {
 // limit, and returns what it printed and its exit status.
 func (c *Cluster) CLI(s *Server, args ...string) CLIResult {
 	c.t.Helper()
-	return RunCLI(c.t, c.Bin, s.HTTPAddr(), args...)
+	return RunCLIEnv(c.t, c.Bin, s.HTTPAddr(), c.PKI.CLIEnv(), args...)
 }
 
 // RunCLI runs `bin args...` with BERTH_ADDR=addr.
 func RunCLI(t testing.TB, bin, addr string, args ...string) CLIResult {
 	t.Helper()
+	return RunCLIEnv(t, bin, addr, nil, args...)
+}
+
+// RunCLIEnv is RunCLI with more environment variables (KEY=VALUE).
+func RunCLIEnv(t testing.TB, bin, addr string, env []string, args ...string) CLIResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), api.EnvAddr+"="+addr)
+	cmd.Env = append(append(os.Environ(), api.EnvAddr+"="+addr), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

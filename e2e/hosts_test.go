@@ -23,11 +23,11 @@ func twoHosts(t *testing.T) (*testNet, string, map[string]*hostProc) {
 	addr := "http://" + h1.IP + ":9470"
 	procs := map[string]*hostProc{}
 	procs["server"] = tn.Start(h1, "server", "server", "--bind", h1.IP, "--data-dir", filepath.Join(h1.Dir, "server"),
-		"--bootstrap-expect", "1", "--node-name", "s1", "--heartbeat-ttl", "2s")
+		"--bootstrap-expect", "1", "--node-name", "s1", "--heartbeat-ttl", "2s", "--insecure")
 	procs["h1"] = tn.Start(h1, "agent", "agent", "--bind", h1.IP, "--data-dir", filepath.Join(h1.Dir, "agent"),
-		"--node-name", "h1", "--gossip-port", "9474", "--join", h1.IP+":9472")
+		"--node-name", "h1", "--gossip-port", "9474", "--join", h1.IP+":9472", "--insecure")
 	procs["h2"] = tn.Start(h2, "agent", "agent", "--bind", h2.IP, "--data-dir", filepath.Join(h2.Dir, "agent"),
-		"--node-name", "h2", "--join", h1.IP+":9472")
+		"--node-name", "h2", "--join", h1.IP+":9472", "--insecure")
 	Eventually(t, 30*time.Second, "two ready nodes", func() error {
 		c, err := api.NewClient(addr)
 		if err != nil {

@@ -45,6 +45,10 @@ type testNet struct {
 
 	mu    sync.Mutex
 	procs []*hostProc
+
+	// pki is set by EnableTLS: then every server and agent gets
+	// certificates and the CLI presents a CLI certificate.
+	pki *PKI
 }
 
 // hostProc is a berth process running on a host.
@@ -160,10 +164,38 @@ func (p *hostProc) Log() string {
 	return string(b)
 }
 
-// CLI runs the berth CLI from the root namespace against addr.
+// CLI runs the berth CLI from the root namespace against addr (with the
+// CLI certificate after EnableTLS).
 func (tn *testNet) CLI(addr string, args ...string) CLIResult {
 	tn.t.Helper()
-	return RunCLI(tn.t, tn.bin, addr, args...)
+	return RunCLIEnv(tn.t, tn.bin, addr, tn.pki.CLIEnv(), args...)
+}
+
+// EnableTLS makes a PKI with `berth tls` for the processes started after
+// it: SecurityArgs then names certificates instead of --insecure.
+func (tn *testNet) EnableTLS() *PKI {
+	tn.t.Helper()
+	tn.pki = NewPKI(tn.t, tn.bin)
+	return tn.pki
+}
+
+// SecurityArgs are the flags a server or agent (role) on this network
+// starts with: its certificates after EnableTLS, else --insecure (the
+// hosts' addresses are not loopback, and berth refuses them without TLS
+// unless told otherwise).
+func (tn *testNet) SecurityArgs(role string) []string {
+	if tn.pki == nil {
+		return []string{"--insecure"}
+	}
+	return tn.pki.Args(role)
+}
+
+// Scheme is the URL scheme of the servers' API on this network.
+func (tn *testNet) Scheme() string {
+	if tn.pki == nil {
+		return "http://"
+	}
+	return "https://"
 }
 
 func (tn *testNet) cleanup() {
@@ -279,7 +311,7 @@ func (tn *testNet) CLIOn(h *netHost, addr string, timeout time.Duration, args ..
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + h.NS, "--", tn.bin}, args...)...)
-	cmd.Env = append(os.Environ(), api.EnvAddr+"="+addr)
+	cmd.Env = append(append(os.Environ(), api.EnvAddr+"="+addr), tn.pki.CLIEnv()...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

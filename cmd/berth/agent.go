@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/agent"
+	"github.com/berth-dev/berth/internal/tlsutil"
 )
 
 func init() { addCommand(newAgentCmd) }
@@ -29,6 +30,7 @@ type agentFlags struct {
 	labels     []string
 	insecure   []string
 	configFile string
+	security   securityFlags // berth agent only; berth dev stays on loopback
 }
 
 func newAgentCmd() *cobra.Command { return newAgentCmdWith(&agentFlags{}) }
@@ -62,8 +64,14 @@ to them.`,
 			if len(f.join) == 0 && len(f.servers) == 0 {
 				return fmt.Errorf("give --join HOST:PORT (a gossip member) or --servers HOST:PORT; for one machine use 'berth dev'")
 			}
+			src, err := f.security.source(tlsutil.RoleAgent, f.bind, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			cfg.TLS, cfg.Insecure, cfg.Encrypt = src, f.security.insecure, f.security.encrypt
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			reloadTLS(ctx, src, cfg.Logger)
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -82,6 +90,7 @@ to them.`,
 	cmd.Flags().StringArrayVar(&f.join, "join", nil, "gossip address HOST:PORT of a server or agent to join (repeatable)")
 	cmd.Flags().StringArrayVar(&f.servers, "servers", nil, "server HTTP address HOST:PORT to register with (repeatable)")
 	cmd.Flags().StringVar(&f.configFile, "config", "", "YAML file that sets any of these flags (keys are the flag names; lists for repeatable flags)")
+	f.security.register(cmd, tlsutil.RoleAgent)
 	return cmd
 }
 

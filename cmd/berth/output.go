@@ -121,6 +121,7 @@ func writeKV(w io.Writer, pairs ...[2]string) error {
 // addAddressFlag adds the persistent --address flag to a command group.
 func addAddressFlag(cmd *cobra.Command) {
 	cmd.PersistentFlags().String("address", "", "server HTTP address (default $"+api.EnvAddr+", else "+api.DefaultAddr+")")
+	addClientTLSFlags(cmd)
 }
 
 // apiClient returns a client for the server chosen by --address (when the
@@ -130,6 +131,7 @@ func apiClient(cmd *cobra.Command) (*api.Client, error) {
 	if f := cmd.Flags().Lookup("address"); f != nil {
 		addr = f.Value.String()
 	}
+	applyClientTLSFlags(cmd)
 	return api.NewClient(addr)
 }
 

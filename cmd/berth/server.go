@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
+	"github.com/berth-dev/berth/internal/tlsutil"
 	"github.com/berth-dev/berth/scheduler"
 )
 
@@ -42,6 +43,7 @@ type serverFlags struct {
 	heartbeatTTL    time.Duration
 	preemption      bool
 	logLevel        string
+	security        securityFlags
 }
 
 func defaultDataDir() string {
@@ -88,6 +90,7 @@ tolerate the loss of one or two. Start each with --bootstrap-expect N and
 	fl.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", 0, "how long a node may go without a heartbeat before it is marked down (0: the server's default)")
 	fl.BoolVar(&f.preemption, "preemption", false, "let higher-priority jobs evict lower-priority allocations when nothing else fits")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.security.register(cmd, tlsutil.RoleServer)
 	cmd.AddCommand(newServerMembersCmd())
 	return cmd
 }
@@ -178,8 +181,13 @@ func runServer(cmd *cobra.Command, f *serverFlags) error {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	src, err := f.security.source(tlsutil.RoleServer, f.bind, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	reloadTLS(ctx, src, logger)
 
 	cfg := scheduler.Config{
 		NodeName:          name,
@@ -196,12 +204,19 @@ func runServer(cmd *cobra.Command, f *serverFlags) error {
 		Logger:            logger,
 		HeartbeatTTL:      f.heartbeatTTL,
 		PreemptionEnabled: f.preemption,
+		TLS:               src,
+		Insecure:          f.security.insecure,
+		Encrypt:           f.security.encrypt,
 	}
 	adv := advertise
 	if adv == "" {
 		adv = f.bind
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "berth server %q: HTTP %s, Raft %s, gossip %s (reachable at %s), data %s\n", name,
+	scheme := "HTTP"
+	if src != nil {
+		scheme = "HTTPS"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "berth server %q: "+scheme+" %s, Raft %s, gossip %s (reachable at %s), data %s\n", name,
 		net.JoinHostPort(f.bind, strconv.Itoa(f.httpPort)), net.JoinHostPort(f.bind, strconv.Itoa(f.raftPort)),
 		net.JoinHostPort(f.bind, strconv.Itoa(f.gossipPort)), adv, f.dataDir)
 	err = scheduler.Run(ctx, cfg)

@@ -1,0 +1,151 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// TestTLSCluster runs three servers and an agent on four simulated hosts
+// with mutual TLS everywhere and encrypted gossip, as the README's "Mutual
+// TLS and gossip encryption" says, and runs a container end to end
+// through them: CLI → server (https), server ↔ server (Raft, forwarding),
+// agent → server (register, heartbeat, allocations) and server → agent
+// (image import, logs). Then it checks what must be refused, rotates the
+// gossip key with the cluster up, and rotates the agent's certificate with
+// SIGHUP.
+func TestTLSCluster(t *testing.T) {
+	tn := newTestNet(t, 4)
+	pki := tn.EnableTLS()
+	key := strings.TrimSpace(tn.CLI("", "operator", "gossip", "keyring", "generate").Stdout)
+	if key == "" {
+		t.Fatal("keyring generate printed nothing")
+	}
+	var joins []string
+	for i := 0; i < 3; i++ {
+		joins = append(joins, "--join", tn.Hosts[i].IP+":9472")
+	}
+	for i := 0; i < 3; i++ {
+		h := tn.Hosts[i]
+		args := []string{"server", "--bind", h.IP, "--node-name", fmt.Sprintf("s%d", i+1), "--bootstrap-expect", "3",
+			"--data-dir", filepath.Join(h.Dir, "server"), "--encrypt", key}
+		args = append(append(args, joins...), tn.SecurityArgs("server")...)
+		tn.Start(h, "server", args...)
+	}
+	ah := tn.Hosts[3]
+	agentArgs := append([]string{"agent", "--bind", ah.IP, "--node-name", "a1", "--data-dir", filepath.Join(ah.Dir, "agent"),
+		"--encrypt", key}, joins...)
+	agent := tn.Start(ah, "agent", append(agentArgs, tn.SecurityArgs("agent")...)...)
+
+	// A follower answers too: ask the second server, which forwards
+	// writes to the leader over TLS.
+	addr := "https://" + tn.Hosts[1].IP + ":9470"
+	Eventually(t, 60*time.Second, "three voters and a ready node", func() error {
+		r := tn.CLI(addr, "operator", "raft", "list-peers")
+		if r.Code != 0 || strings.Count(r.Stdout, "true") != 3 || !strings.Contains(r.Stdout, "leader") {
+			return fmt.Errorf("list-peers: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		r = tn.CLI(addr, "node", "ls")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "ready") {
+			return fmt.Errorf("node ls: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		return nil
+	})
+	tar := testutil.BusyboxTar(t)
+	if r := tn.CLI(addr, "image", "import", "--node", "a1", tar, "busybox:latest"); r.Code != 0 {
+		t.Fatalf("image import through the proxy: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	runHi := func(what string) {
+		t.Helper()
+		r := tn.CLI(addr, "run", "--rm", "busybox", "echo", "Hi over TLS")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "Hi over TLS") {
+			t.Fatalf("%s: berth run: exit %d: %q %s", what, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	runHi("first run")
+
+	t.Run("refused", func(t *testing.T) {
+		// Plain HTTP to the TLS API gets no answer from berth.
+		if r := RunCLI(t, tn.bin, "http://"+tn.Hosts[0].IP+":9470", "node", "ls"); r.Code == 0 {
+			t.Errorf("plain HTTP was served: %s", r.Stdout)
+		}
+		// No client certificate.
+		r := RunCLIEnv(t, tn.bin, addr, []string{"BERTH_CACERT=" + pki.CA}, "node", "ls")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "certificate") {
+			t.Errorf("a client without a certificate was served: exit %d %s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		// The agent's API takes servers only: the CLI certificate, and
+		// the agent's own, are refused there.
+		for _, role := range []string{"cli", "agent"} {
+			kp, err := tls.LoadX509KeyPair(pki.Cert(role), pki.Key(role))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+				Certificates: []tls.Certificate{kp}, InsecureSkipVerify: true}}}
+			resp, err := c.Get("https://" + ah.IP + ":9473/v1/health")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				t.Errorf("the agent API served a %s certificate: %d %s", role, resp.StatusCode, b)
+			}
+		}
+		// A server that presents a CLI certificate is not trusted by the
+		// CLI (the role, not the CA, is what is wrong).
+		r = RunCLIEnv(t, tn.bin, addr, []string{"BERTH_TLS_SERVER_NAME=cli.global.berth"}, "node", "ls")
+		if r.Code == 0 {
+			t.Errorf("CLI accepted a server under the CLI role name")
+		}
+	})
+
+	t.Run("gossip keyring rotation", func(t *testing.T) {
+		newKey := strings.TrimSpace(tn.CLI("", "operator", "gossip", "keyring", "generate").Stdout)
+		for _, step := range [][]string{{"install", newKey}, {"use", newKey}, {"remove", key}} {
+			r := tn.CLI(addr, "operator", "gossip", "keyring", step[0], step[1])
+			if r.Code != 0 || !strings.Contains(r.Stdout, "on 4 of 4 members") {
+				t.Fatalf("keyring %s: exit %d: %s%s", step[0], r.Code, r.Stdout, r.Stderr)
+			}
+		}
+		r := tn.CLI(addr, "operator", "gossip", "keyring", "list")
+		if r.Code != 0 || !strings.Contains(r.Stdout, newKey) || strings.Contains(r.Stdout, key) || !strings.Contains(r.Stdout, "4/4") {
+			t.Fatalf("keyring list after rotation: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		// The cluster kept working through it.
+		runHi("after the key rotation")
+		r = tn.CLI(addr, "server", "members")
+		if r.Code != 0 || strings.Count(r.Stdout, "alive") != 4 {
+			t.Fatalf("members after rotation: %s%s", r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("agent certificate rotation with SIGHUP", func(t *testing.T) {
+		cert, keyFile := pki.Issue(t, tn.bin, "agent", "--days", "30")
+		// The agent was started with the -0 files: put the new ones in
+		// their place and signal it.
+		copyFile(t, cert, pki.Cert("agent"))
+		copyFile(t, keyFile, pki.Key("agent"))
+		if err := syscall.Kill(agent.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		Eventually(t, 10*time.Second, "the agent reloads its certificate", func() error {
+			if !strings.Contains(agent.Log(), "TLS certificate reloaded") {
+				return fmt.Errorf("no reload in the agent's log")
+			}
+			return nil
+		})
+		if agent.Exited() {
+			t.Fatal("SIGHUP stopped the agent")
+		}
+		runHi("after the agent's certificate rotation")
+	})
+}
