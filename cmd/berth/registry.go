@@ -546,10 +546,10 @@ func newImagePruneCmd() *cobra.Command {
 
 func newLoginCmd() *cobra.Command {
 	var user, password string
-	var passwordStdin, insecure bool
+	var passwordStdin, insecure, cluster bool
 	cmd := &cobra.Command{
 		Use:   "login [OPTIONS] [SERVER]",
-		Short: "Log in to a registry (default Docker Hub); the credential is kept in berth's config, mode 0600",
+		Short: "Log in to a registry (default Docker Hub), or with --cluster to a berth cluster (an ACL token); kept in berth's config, mode 0600",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			server := "docker.io"
@@ -557,6 +557,23 @@ func newLoginCmd() *cobra.Command {
 				server = args[0]
 			}
 			host := image.RegistryKey(server)
+			if cluster { // acl.go: the token comes as the password
+				if !passwordStdin && password == "" {
+					return errors.New("login --cluster: give the token with --password-stdin (echo \"$TOKEN\" | berth login --cluster --password-stdin [SERVER])")
+				}
+				if passwordStdin {
+					b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<10))
+					if err != nil {
+						return fmt.Errorf("login --cluster: read the token from stdin: %w", err)
+					}
+					password = strings.TrimSpace(string(b))
+				}
+				server = ""
+				if len(args) == 1 {
+					server = args[0]
+				}
+				return clusterLogin(cmd, server, password)
+			}
 			if user == "" {
 				return errors.New("login: give the user name with -u USER (and the password with --password-stdin)")
 			}
@@ -600,15 +617,24 @@ func newLoginCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&password, "password", "p", "", "password (prefer --password-stdin)")
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP or an unverified TLS certificate")
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "store an ACL token for a berth server (SERVER, default $BERTH_ADDR) instead of a registry login")
 	return cmd
 }
 
 func newLogoutCmd() *cobra.Command {
-	return &cobra.Command{
+	var cluster bool
+	cmd := &cobra.Command{
 		Use:   "logout [SERVER]",
 		Short: "Forget the credential berth keeps for a registry (default Docker Hub)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cluster { // acl.go
+				server := ""
+				if len(args) == 1 {
+					server = args[0]
+				}
+				return clusterLogout(cmd, server)
+			}
 			server := "docker.io"
 			if len(args) == 1 {
 				server = args[0]
@@ -629,4 +655,6 @@ func newLogoutCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "forget the ACL token stored for a berth server (SERVER, default $BERTH_ADDR)")
+	return cmd
 }
