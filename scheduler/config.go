@@ -86,6 +86,13 @@ type Config struct {
 	// shortened so the lone server elects itself within a few hundred
 	// milliseconds. Not for servers that will have peers.
 	Dev bool
+	// SecretsKeyFile holds the AES-256 key that seals secrets in Raft;
+	// every server must have the same one (default
+	// DataDir/server/secrets.key; berth dev makes it). See secret.go.
+	SecretsKeyFile string
+	// AuditLog is the JSON-lines audit log (default
+	// DataDir/server/audit.log). See audit.go.
+	AuditLog string
 }
 
 // DefaultConfig returns a single-server configuration on the default
