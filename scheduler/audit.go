@@ -113,4 +113,4 @@ func (s *Server) writeAudit(rec *AuditRecord) {
 }
 
 // configAuditLog is Config's --audit-log.
-func configAuditLog(c *Config) string { return "" }
+func configAuditLog(c *Config) string { return c.AuditLog }

@@ -354,4 +354,4 @@ func (s *Server) revealSecrets(body []byte) []byte {
 }
 
 // configSecretsKeyFile is Config's --secrets-key-file.
-func configSecretsKeyFile(c *Config) string { return "" }
+func configSecretsKeyFile(c *Config) string { return c.SecretsKeyFile }
