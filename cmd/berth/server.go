@@ -44,6 +44,8 @@ type serverFlags struct {
 	preemption      bool
 	logLevel        string
 	security        securityFlags
+	secretsKeyFile  string
+	auditLog        string
 }
 
 func defaultDataDir() string {
@@ -90,6 +92,8 @@ tolerate the loss of one or two. Start each with --bootstrap-expect N and
 	fl.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", 0, "how long a node may go without a heartbeat before it is marked down (0: the server's default)")
 	fl.BoolVar(&f.preemption, "preemption", false, "let higher-priority jobs evict lower-priority allocations when nothing else fits")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&f.secretsKeyFile, "secrets-key-file", "", "AES-256 key that seals secrets in Raft, the same file on every server (make one with `berth secret keygen FILE`; default DATA_DIR/server/secrets.key)")
+	fl.StringVar(&f.auditLog, "audit-log", "", "JSON-lines audit log of every write and every logs/exec/attach call (default DATA_DIR/server/audit.log)")
 	f.security.register(cmd, tlsutil.RoleServer)
 	cmd.AddCommand(newServerMembersCmd())
 	return cmd
@@ -207,6 +211,8 @@ func runServer(cmd *cobra.Command, f *serverFlags) error {
 		TLS:               src,
 		Insecure:          f.security.insecure,
 		Encrypt:           f.security.encrypt,
+		SecretsKeyFile:    f.secretsKeyFile,
+		AuditLog:          f.auditLog,
 	}
 	adv := advertise
 	if adv == "" {
