@@ -20,13 +20,17 @@ import (
 // others for the same job wait until it is acked, so two workers never
 // reconcile the same job concurrently.
 //
-// Within a priority, an evaluation's virtual deadline is the time it was
-// enqueued plus its cost (see SetCost) times costUnit: a small job (one
+// Within a priority the order is shortest first, with aging: an
+// evaluation's virtual deadline is the time it was enqueued plus its cost
+// (see SetCost) times costUnit, capped at maxCostDelay. A small job (one
 // copy) goes ahead of a large one enqueued less than the difference
-// before it, so a count=1 job is not stuck behind a queue of bulk jobs,
-// while a large job waits at most its own cost longer than plain FIFO
-// would make it (no starvation). Without a cost function every cost is
-// zero and the order is first-in first-out.
+// before it. costUnit is far above the real cost of placing one
+// allocation (well under a millisecond), so in practice a count=1 job
+// overtakes every bulk job in the queue instead of waiting for those
+// that happened to arrive a little earlier, while a large job waits at
+// most maxCostDelay longer than plain FIFO would make it (no
+// starvation). Without a cost function every cost is zero and the order
+// is first-in first-out.
 //
 // All methods are safe for concurrent use. Dequeue blocks; the rest do not.
 // Time is an input: Dequeue and RedeliverExpired take the current time so
@@ -50,7 +54,7 @@ type EvalBroker struct {
 
 // costUnit is how much later an evaluation's virtual deadline is per unit
 // of cost (one allocation asked for).
-const costUnit = time.Millisecond
+const costUnit = 10 * time.Millisecond
 
 // maxCostDelay caps the head start that cheaper evaluations get over an
 // expensive one.

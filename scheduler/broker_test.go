@@ -259,7 +259,7 @@ type brokerStep struct {
 }
 
 func TestBrokerCheapEvalsOvertakeRecentExpensiveOnes(t *testing.T) {
-	cost := map[string]int{"bulk": 50, "probe": 1, "probe2": 1, "huge": 1_000_000}
+	cost := map[string]int{"bulk": 50, "mid": 10, "probe": 1, "probe2": 1, "huge": 1_000_000}
 	tests := []struct {
 		name  string
 		steps []brokerStep
@@ -267,8 +267,12 @@ func TestBrokerCheapEvalsOvertakeRecentExpensiveOnes(t *testing.T) {
 	}{
 		{"a small job overtakes a bulk job enqueued just before it",
 			[]brokerStep{{0, "bulk"}, {10, "probe"}}, []string{"probe", "bulk"}},
+		{"a small job overtakes a bulk job that has waited a while",
+			[]brokerStep{{0, "bulk"}, {400, "probe"}}, []string{"probe", "bulk"}},
 		{"a bulk job enqueued long enough before stays ahead",
-			[]brokerStep{{0, "bulk"}, {60, "probe"}}, []string{"bulk", "probe"}},
+			[]brokerStep{{0, "bulk"}, {600, "probe"}}, []string{"bulk", "probe"}},
+		{"shortest first among several waiting",
+			[]brokerStep{{0, "bulk"}, {1, "mid"}, {2, "probe"}}, []string{"probe", "mid", "bulk"}},
 		{"equal costs stay first-in first-out",
 			[]brokerStep{{0, "probe"}, {0, "probe2"}}, []string{"probe", "probe2"}},
 		{"the head start is capped, so a huge job is not starved",

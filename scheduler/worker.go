@@ -99,14 +99,15 @@ func (s *Server) processEval(ctx context.Context, eval *api.Evaluation, token st
 			PreemptionEnabled: s.cfg.PreemptionEnabled || sc.PreemptionEnabled,
 			NewID:             newID,
 			Now:               time.Now().UnixNano(),
+			Cache:             s.usage, // state store lists are never changed in place
 		}
 		var view placement.State = snap
 		if len(extra) > 0 {
 			view = &plannerView{StateSnapshot: snap, extra: extra}
 		}
-		s.planning <- struct{}{}
+		s.planning.Enter(eval.Priority, jobCost(job))
 		plan, err := schedule(view, eval, job, opts)
-		<-s.planning
+		s.planning.Leave()
 		if err != nil {
 			s.log.Error("scheduling failed", "eval", eval.ID, "job", eval.JobID, "err", err)
 			return s.finishEval(eval, api.EvalStatusFailed, err.Error(), nil, snapIndex)

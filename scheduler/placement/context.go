@@ -97,12 +97,17 @@ func (c *evalContext) usageOf(n *api.Node) *nodeUsage {
 	if u := c.usage[n.ID]; u != nil {
 		return u
 	}
-	u := newNodeUsage(n)
 	list := c.st.AllocsByNode(n.ID)
-	u.allocs = make([]*api.Allocation, 0, len(list)+1)
-	for _, a := range list {
-		if live(a) && !c.stopped[a.ID] {
-			u.add(a)
+	var u *nodeUsage
+	if c.opts.Cache != nil && len(c.stopped) == 0 {
+		u = c.opts.Cache.get(n, list)
+	} else {
+		u = newNodeUsage(n)
+		u.allocs = make([]*api.Allocation, 0, len(list)+1)
+		for _, a := range list {
+			if live(a) && !c.stopped[a.ID] {
+				u.add(a)
+			}
 		}
 	}
 	for _, a := range c.plan.NodeAllocation[n.ID] {

@@ -37,6 +37,10 @@ type Options struct {
 	NewID func() string
 	// Now is unix nanoseconds, stamped into each new allocation's CreateTime.
 	Now int64
+	// Cache, when set, keeps node usage from one Schedule call to the
+	// next. Only for a State whose nodes and allocation lists are never
+	// changed in place (see UsageCache); the plan is the same without it.
+	Cache *UsageCache
 
 	// firstFit replaces all scoring with "lowest node ID that fits"; only
 	// the fragmentation experiment in the tests uses it, as the baseline.

@@ -53,6 +53,10 @@ type nodeUsage struct {
 
 	devs    []*api.GPUDevice // schedulable devices (MIG parents left out), by Index then UUID
 	parents map[string]bool  // UUIDs of GPUs split into MIG instances; nil when none
+
+	// shared marks a usage whose allocs, gpus and ports belong to a
+	// UsageCache entry: add and remove copy them first (own).
+	shared bool
 }
 
 type heldDevice struct {
@@ -107,6 +111,7 @@ func (u *nodeUsage) holder(uuid string) string {
 }
 
 func (u *nodeUsage) add(a *api.Allocation) {
+	u.own()
 	u.cpu += a.Resources.CPU
 	u.mem += a.Resources.MemoryMB
 	for _, g := range a.GPUs {
@@ -126,6 +131,7 @@ func (u *nodeUsage) remove(a *api.Allocation) {
 		if b.ID != a.ID {
 			continue
 		}
+		u.own()
 		u.allocs = append(u.allocs[:i:i], u.allocs[i+1:]...)
 		u.cpu -= b.Resources.CPU
 		u.mem -= b.Resources.MemoryMB
@@ -151,6 +157,7 @@ func (u *nodeUsage) remove(a *api.Allocation) {
 // clone returns an independent copy, for what-if checks (preemption).
 func (u *nodeUsage) clone() *nodeUsage {
 	c := *u
+	c.shared = false
 	c.allocs = append([]*api.Allocation(nil), u.allocs...)
 	c.gpus = append([]heldDevice(nil), u.gpus...)
 	c.ports = make(map[portKey]string, len(u.ports))
