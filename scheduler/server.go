@@ -23,6 +23,7 @@ import (
 	"github.com/berth-dev/berth/consensus"
 	"github.com/berth-dev/berth/internal/gossip"
 	"github.com/berth-dev/berth/internal/tlsutil"
+	"github.com/berth-dev/berth/scheduler/placement"
 )
 
 // Server is one berth server: Raft node, gossip member, HTTP API and, while
@@ -38,15 +39,12 @@ type Server struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 
-	broker  *EvalBroker
-	blocked *blockedEvals
-	hb      *heartbeatTracker
-	applier *planApplier
-	// planning admits one worker at a time into placement, which is pure
-	// CPU: the others wait for their commits meanwhile, and the Raft,
-	// FSM and HTTP goroutines keep a core instead of queueing behind two
-	// placements for Go's 10 ms preemption slice.
-	planning chan struct{}
+	broker   *EvalBroker
+	blocked  *blockedEvals
+	hb       *heartbeatTracker
+	applier  *planApplier
+	planning *planGate             // one worker at a time in placement (gate.go)
+	usage    *placement.UsageCache // node usage kept across evaluations
 	metrics  *metrics
 	// fwd calls other servers (forwarding, peer checks); agentHTTP calls
 	// agents. With TLS each presents the server certificate and accepts
@@ -88,7 +86,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("server", cfg.NodeName),
 		broker:   NewEvalBroker(cfg.EvalTimeout),
-		planning: make(chan struct{}, 1),
+		planning: &planGate{},
+		usage:    placement.NewUsageCache(0),
 		blocked:  newBlockedEvals(),
 		hb:       newHeartbeatTracker(cfg.HeartbeatTTL),
 	}
@@ -109,18 +108,10 @@ func (s *Server) evalCost(e *api.Evaluation) int {
 		return 0
 	}
 	job, err := s.raft.State().JobByID(nil, e.JobID)
-	if err != nil || job == nil {
+	if err != nil {
 		return 0
 	}
-	n := 0
-	for _, g := range job.Groups {
-		if job.Type == api.JobTypeSystem {
-			n++
-		} else {
-			n += g.Count
-		}
-	}
-	return n
+	return jobCost(job)
 }
 
 // Start opens Raft, joins the gossip pool and serves the HTTP API. It
