@@ -27,8 +27,10 @@ if [ ! -s "$tarball" ]; then
 		echo "python-base: debootstrap failed (full log above)" >&2
 		exit 1
 	fi
-	# What an image needs no copy of: package lists and caches.
+	# What an image needs no copy of: package lists and caches, and the
+	# device nodes debootstrap makes (a container gets its own /dev).
 	rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"* "$work/root/debootstrap"
+	find "$work/root/dev" -mindepth 1 -delete
 	tar --numeric-owner --xattrs -C "$work/root" -cf "$work/rootfs.tar" .
 	mv "$work/rootfs.tar" "$tarball"
 fi

@@ -398,7 +398,7 @@ func (j *job) runStage(ctx context.Context, i int) (*stageResult, error) {
 	default:
 		img, err := j.b.resolveImage(ctx, base, j.opts.Pull)
 		if err != nil {
-			return nil, lineError(stageLine(s), "FROM %s: %v", base, err)
+			return nil, fmt.Errorf("line %d: FROM %s: %w", stageLine(s), base, err)
 		}
 		cfg, err := j.b.images.ConfigFile(img.ID)
 		if err != nil {
@@ -615,6 +615,10 @@ func historyText(c instructions.Command, text string) string {
 		return "WORKDIR " + c.Path
 	case *instructions.UserCommand:
 		return "USER " + c.User
+	case *instructions.CmdCommand:
+		return fmt.Sprintf("CMD %q", c.CmdLine)
+	case *instructions.EntrypointCommand:
+		return fmt.Sprintf("ENTRYPOINT %q", c.CmdLine)
 	}
 	return text
 }

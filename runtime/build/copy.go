@@ -61,7 +61,7 @@ func (j *job) copyStep(ctx context.Context, si int, st *stage, sd instructions.S
 		} else {
 			img, err := j.b.resolveImage(ctx, from, j.opts.Pull)
 			if err != nil {
-				return nil, false, lineError(line, "%s --from=%s: %v", name, from, err)
+				return nil, false, fmt.Errorf("line %d: %s --from=%s: %w", line, name, from, err)
 			}
 			srcID = img.ID
 		}
