@@ -22,6 +22,18 @@
 // into DIR/container.log as JSON lines (the format of package logs,
 // rotated by size), waits for init and writes exit.json atomically.
 //
+// A plan that starts with "tty" or "stdin" makes the container
+// attachable. With "tty", the shim hands init a socket as its fd 6; init
+// opens a terminal in the container's /dev/pts after pivot_root, sends the
+// master back over it (SCM_RIGHTS) and makes the slave the command's
+// stdio and controlling terminal. With "stdin", the command's stdin is a
+// pipe whose write end the shim keeps. Either way the shim serves
+// DIR/attach.sock: clients exchange package api's attach frames with it
+// (stdin, resize, close-stdin in; stdout, stderr out), output goes to the
+// log as well (a terminal's as stdout), and output made while nobody is
+// attached (the newest 64 KiB) is handed to the next client. The shim
+// outlives the agent, so a restarted agent attaches again.
+//
 // Init (argv[0] "berth-init") reads the plan, a list of NUL-terminated
 // operations that package container's initPlan documents and builds
 // (mounts, pivot_root, masked paths, hostname, rlimits, user, capabilities,

@@ -11,9 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +34,7 @@ static char entry[MAX_LINE * 6 + 256];
 
 struct stream {
 	const char *name;
+	int type; /* attach frame type of its output */
 	int fd;
 	char buf[MAX_LINE];
 	size_t len;
@@ -215,6 +220,238 @@ static void log_entry(const char *stream, const char *s, size_t n) {
 	logsize += (long long)o;
 }
 
+/* Attach: a container started with a terminal ("tty") or an open stdin
+   ("stdin") as the first operation of its plan gets a unix socket,
+   DIR/attach.sock, that clients connect to. Both directions carry the
+   frames of package api's attach protocol: a type byte, a big-endian
+   32-bit length and at most FRAME_MAX bytes of payload. Clients send
+   stdin (0), resize (3: rows and columns, big-endian 16 bits each) and
+   close-stdin (4); the shim sends stdout (1) and stderr (2). Output made
+   while no client is attached is kept (the newest UNSEEN_MAX bytes) for
+   the next client, so the first attach of `berth run -it` sees the
+   prompt the container printed before it connected. */
+#define FRAME_STDIN 0
+#define FRAME_STDOUT 1
+#define FRAME_STDERR 2
+#define FRAME_RESIZE 3
+#define FRAME_CLOSE_STDIN 4
+#define FRAME_HDR 5
+#define FRAME_MAX (32 << 10)
+#define MAX_CLIENTS 16
+#define INPUT_MAX (64 << 10)
+#define UNSEEN_MAX (64 << 10)
+
+enum { MODE_NONE, MODE_TTY, MODE_STDIN };
+static int mode = MODE_NONE;
+static int input_fd = -1;      /* the pty master, or the write end of the stdin pipe */
+static int input_close;        /* close input_fd once the queue is written */
+static char input[INPUT_MAX];
+static size_t input_len;
+static int listen_fd = -1;
+static char sockpath[64];
+
+struct client {
+	int fd;
+	size_t len;
+	unsigned char buf[FRAME_HDR + FRAME_MAX];
+};
+static struct client clients[MAX_CLIENTS];
+static int nclients;
+static unsigned char unseen[UNSEEN_MAX + FRAME_HDR + FRAME_MAX];
+static size_t unseen_len;
+
+static void put_header(unsigned char *h, int type, size_t n) {
+	h[0] = (unsigned char)type;
+	h[1] = (unsigned char)(n >> 24);
+	h[2] = (unsigned char)(n >> 16);
+	h[3] = (unsigned char)(n >> 8);
+	h[4] = (unsigned char)n;
+}
+
+/* drop_client closes a client; the slot is reclaimed by compact_clients,
+   so indices stay valid while the poll results are handled. */
+static void drop_client(int i) {
+	if (clients[i].fd >= 0)
+		close(clients[i].fd);
+	clients[i].fd = -1;
+}
+
+static void compact_clients(void) {
+	int k = 0;
+	for (int i = 0; i < nclients; i++)
+		if (clients[i].fd >= 0)
+			clients[k++] = clients[i];
+	nclients = k;
+}
+
+/* send_all writes to a client; the socket has a send timeout, so a client
+   that stops reading for that long is dropped rather than stalling the
+   container (and everyone else) for good. */
+static int send_all(int fd, const void *p, size_t n) {
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void broadcast(int type, const char *p, size_t n) {
+	if (mode == MODE_NONE || n == 0)
+		return;
+	while (n > 0) {
+		size_t k = n > FRAME_MAX ? FRAME_MAX : n;
+		unsigned char h[FRAME_HDR];
+		put_header(h, type, k);
+		int live = 0;
+		for (int i = 0; i < nclients; i++)
+			live |= clients[i].fd >= 0;
+		if (!live) {
+			/* Keep whole frames, dropping the oldest beyond UNSEEN_MAX. */
+			while (unseen_len > 0 && unseen_len + FRAME_HDR + k > sizeof(unseen)) {
+				size_t first = FRAME_HDR + ((size_t)unseen[1] << 24 | (size_t)unseen[2] << 16 | (size_t)unseen[3] << 8 | unseen[4]);
+				memmove(unseen, unseen + first, unseen_len - first);
+				unseen_len -= first;
+			}
+			memcpy(unseen + unseen_len, h, FRAME_HDR);
+			memcpy(unseen + unseen_len + FRAME_HDR, p, k);
+			unseen_len += FRAME_HDR + k;
+			while (unseen_len > UNSEEN_MAX) {
+				size_t first = FRAME_HDR + ((size_t)unseen[1] << 24 | (size_t)unseen[2] << 16 | (size_t)unseen[3] << 8 | unseen[4]);
+				memmove(unseen, unseen + first, unseen_len - first);
+				unseen_len -= first;
+			}
+		}
+		for (int i = 0; i < nclients; i++) {
+			if (clients[i].fd >= 0 && (send_all(clients[i].fd, h, FRAME_HDR) < 0 || send_all(clients[i].fd, p, k) < 0))
+				drop_client(i);
+		}
+		p += k;
+		n -= k;
+	}
+}
+
+/* open_attach makes DIR/attach.sock. The path goes through an O_PATH
+   descriptor of DIR, as DIR may be longer than a socket address holds. */
+static void open_attach(void) {
+	/* The container runs already: without a socket it goes on unattached. */
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		warn("open %s: %s", dir, strerror(errno));
+		return;
+	}
+	/* dfd stays open: the path below names it until the shim exits. */
+	snprintf(sockpath, sizeof(sockpath), "/proc/self/fd/%d/attach.sock", dfd);
+	unlink(sockpath);
+	listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sockpath);
+	if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(listen_fd, MAX_CLIENTS) < 0) {
+		warn("attach socket %s/attach.sock: %s", dir, strerror(errno));
+		if (listen_fd >= 0)
+			close(listen_fd);
+		listen_fd = -1;
+	}
+}
+
+static void accept_client(void) {
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (nclients == MAX_CLIENTS) {
+		close(fd);
+		return;
+	}
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (unseen_len > 0) {
+		if (send_all(fd, unseen, unseen_len) < 0) {
+			close(fd);
+			return;
+		}
+		unseen_len = 0;
+	}
+	clients[nclients].fd = fd;
+	clients[nclients].len = 0;
+	nclients++;
+}
+
+/* client_frames handles the complete frames in c's buffer; it returns -1
+   for a malformed stream. */
+static int client_frames(struct client *c) {
+	size_t off = 0;
+	while (c->len - off >= FRAME_HDR) {
+		unsigned char *h = c->buf + off;
+		size_t n = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
+		if (n > FRAME_MAX)
+			return -1;
+		if (c->len - off < FRAME_HDR + n)
+			break;
+		unsigned char *p = h + FRAME_HDR;
+		switch (h[0]) {
+		case FRAME_STDIN:
+			if (input_fd >= 0 && !input_close) {
+				if (input_len + n > INPUT_MAX)
+					goto out; /* taken once the container has read more */
+				memcpy(input + input_len, p, n);
+				input_len += n;
+			}
+			break;
+		case FRAME_RESIZE:
+			if (n != 4)
+				return -1;
+			if (mode == MODE_TTY && input_fd >= 0) {
+				struct winsize ws = {.ws_row = (unsigned short)(p[0] << 8 | p[1]), .ws_col = (unsigned short)(p[2] << 8 | p[3])};
+				ioctl(input_fd, TIOCSWINSZ, &ws);
+			}
+			break;
+		case FRAME_CLOSE_STDIN:
+			/* A terminal has no end of input to pass on. */
+			if (mode == MODE_STDIN)
+				input_close = 1;
+			break;
+		default:
+			return -1;
+		}
+		off += FRAME_HDR + n;
+	}
+out:
+	memmove(c->buf, c->buf + off, c->len - off);
+	c->len -= off;
+	return 0;
+}
+
+static void flush_input(void) {
+	while (input_len > 0 && input_fd >= 0) {
+		ssize_t w = write(input_fd, input, input_len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return;
+			/* The container closed its stdin: drop what is queued. */
+			input_len = 0;
+			if (mode == MODE_STDIN) {
+				close(input_fd);
+				input_fd = -1;
+			}
+			return;
+		}
+		memmove(input, input + w, input_len - (size_t)w);
+		input_len -= (size_t)w;
+	}
+	if (input_len == 0 && input_close && mode == MODE_STDIN && input_fd >= 0) {
+		close(input_fd);
+		input_fd = -1;
+	}
+}
+
 /* pump reads what is available on s; it returns 0 at EOF. */
 static int pump(struct stream *s) {
 	ssize_t n = read(s->fd, s->buf + s->len, sizeof(s->buf) - s->len);
@@ -226,6 +463,7 @@ static int pump(struct stream *s) {
 		s->len = 0;
 		return 0;
 	}
+	broadcast(s->type, s->buf + s->len, (size_t)n);
 	s->len += (size_t)n;
 	size_t start = 0;
 	for (size_t i = s->len - (size_t)n; i < s->len; i++) {
@@ -348,7 +586,118 @@ static int wait_child(int pid, int *sig) {
 	return WEXITSTATUS(status);
 }
 
-static struct stream out_stream = {.name = "stdout"}, err_stream = {.name = "stderr"};
+static struct stream out_stream = {.name = "stdout", .type = FRAME_STDOUT}, err_stream = {.name = "stderr", .type = FRAME_STDERR};
+
+static struct stream tty_stream = {.name = "stdout", .type = FRAME_STDOUT, .fd = -1};
+
+/* serve copies the container's output to the log and the attached
+   clients, and their input to the container, until every output source
+   is at its end: the pipes once the container exits (when PID 1 of the
+   namespace exits, the kernel kills the rest), the pty master when the
+   last descriptor of its terminal is closed. */
+static void serve(void) {
+	static struct pollfd p[5 + MAX_CLIENTS];
+	for (;;) {
+		for (int i = 0; i < nclients; i++)
+			if (clients[i].fd >= 0 && client_frames(&clients[i]) < 0)
+				drop_client(i);
+		compact_clients();
+		flush_input();
+		int n = 0, i_out = -1, i_err = -1, i_tty = -1, i_in = -1, i_listen = -1;
+		if (out_stream.fd >= 0) {
+			i_out = n;
+			p[n++] = (struct pollfd){.fd = out_stream.fd, .events = POLLIN};
+		}
+		if (err_stream.fd >= 0) {
+			i_err = n;
+			p[n++] = (struct pollfd){.fd = err_stream.fd, .events = POLLIN};
+		}
+		if (tty_stream.fd >= 0) {
+			i_tty = n;
+			p[n++] = (struct pollfd){.fd = tty_stream.fd, .events = POLLIN | (input_len > 0 ? POLLOUT : 0)};
+		}
+		if (n == 0)
+			break;
+		if (mode == MODE_STDIN && input_fd >= 0 && input_len > 0) {
+			i_in = n;
+			p[n++] = (struct pollfd){.fd = input_fd, .events = POLLOUT};
+		}
+		if (listen_fd >= 0) {
+			i_listen = n;
+			p[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+		}
+		int first = n;
+		for (int i = 0; i < nclients; i++)
+			p[n++] = (struct pollfd){.fd = clients[i].fd, .events = clients[i].len < sizeof(clients[i].buf) ? POLLIN : 0};
+		if (poll(p, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll: %s", strerror(errno));
+		}
+		struct {
+			int idx;
+			struct stream *s;
+		} outs[3] = {{i_out, &out_stream}, {i_err, &err_stream}, {i_tty, &tty_stream}};
+		for (int k = 0; k < 3; k++) {
+			if (outs[k].idx < 0)
+				continue;
+			short re = p[outs[k].idx].revents;
+			if ((re & POLLOUT) && outs[k].s == &tty_stream)
+				flush_input();
+			if ((re & (POLLIN | POLLHUP | POLLERR)) && !pump(outs[k].s)) {
+				if (outs[k].s == &tty_stream && input_fd == tty_stream.fd)
+					input_fd = -1;
+				close(outs[k].s->fd);
+				outs[k].s->fd = -1;
+			}
+		}
+		if (i_in >= 0 && p[i_in].revents)
+			flush_input();
+		if (i_listen >= 0 && (p[i_listen].revents & POLLIN))
+			accept_client();
+		for (int i = 0, polled = n - first; i < polled; i++) {
+			struct client *c = &clients[i];
+			if (c->fd < 0 || !p[first + i].revents)
+				continue;
+			ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+			if (r < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (r <= 0) {
+				drop_client(i);
+				continue;
+			}
+			c->len += (size_t)r;
+		}
+	}
+	if (listen_fd >= 0) {
+		close(listen_fd);
+		unlink(sockpath);
+		listen_fd = -1;
+	}
+}
+
+/* recv_fd takes the descriptor init sends on sock with SCM_RIGHTS, or -1. */
+static int recv_fd(int sock) {
+	char b;
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+	ssize_t n;
+	do {
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
 
 void berth_shim(int argc, char **argv) {
 	if (argc < 1 || argv == NULL || argv[0] == NULL)
@@ -382,10 +731,21 @@ void berth_shim(int argc, char **argv) {
 	char *cfg = read_file(cfgpath, &cfglen);
 	open_log();
 
-	int outp[2], errp[2], cfgp[2], statp[2];
+	if (cfglen >= 4 && memcmp(cfg, "tty", 4) == 0)
+		mode = MODE_TTY;
+	else if (cfglen >= 6 && memcmp(cfg, "stdin", 6) == 0)
+		mode = MODE_STDIN;
+
+	int outp[2], errp[2], cfgp[2], statp[2], consp[2] = {-1, -1}, inp[2] = {-1, -1};
 	if (pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC) || pipe2(cfgp, O_CLOEXEC) || pipe2(statp, O_CLOEXEC))
 		die("pipe: %s", strerror(errno));
-	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	/* init sends the master of the terminal it opens in the container's
+	   /dev/pts on its fd 6; a container with an open stdin reads a pipe. */
+	if (mode == MODE_TTY && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, consp) < 0)
+		die("socketpair: %s", strerror(errno));
+	if (mode == MODE_STDIN && pipe2(inp, O_CLOEXEC) < 0)
+		die("pipe: %s", strerror(errno));
+	int devnull = mode == MODE_STDIN ? inp[0] : open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (devnull < 0)
 		die("open /dev/null: %s", strerror(errno));
 
@@ -397,6 +757,8 @@ void berth_shim(int argc, char **argv) {
 	if (pid == 0) {
 		signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored across exec */
 		if (dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0 || dup2(cfgp[0], 3) < 0 || dup2(statp[1], 4) < 0 || dup2(gofd, 5) < 0)
+			_exit(127);
+		if (consp[1] >= 0 && dup2(consp[1], 6) < 0)
 			_exit(127);
 		char *args[] = {"berth-init", (char *)dir, NULL};
 		char *env[] = {NULL};
@@ -410,6 +772,8 @@ void berth_shim(int argc, char **argv) {
 	close(cfgp[0]);
 	close(statp[1]);
 	close(gofd);
+	if (consp[1] >= 0)
+		close(consp[1]);
 	out_stream.fd = outp[0];
 	err_stream.fd = errp[0];
 
@@ -451,6 +815,21 @@ void berth_shim(int argc, char **argv) {
 		_exit(0);
 	}
 
+	if (mode == MODE_TTY) {
+		int master = recv_fd(consp[0]);
+		if (master < 0)
+			die("init sent no terminal");
+		fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+		tty_stream.fd = input_fd = master;
+	} else if (mode == MODE_STDIN) {
+		fcntl(inp[1], F_SETFL, fcntl(inp[1], F_GETFL) | O_NONBLOCK);
+		input_fd = inp[1];
+	}
+	if (consp[0] >= 0)
+		close(consp[0]);
+	if (mode != MODE_NONE)
+		open_attach();
+
 	char ts[64], state[512];
 	rfc3339nano(ts, sizeof(ts));
 	int self = getpid();
@@ -460,9 +839,7 @@ void berth_shim(int argc, char **argv) {
 	dprintf(3, "ok\n");
 	close(3);
 
-	/* When PID 1 of the namespace exits, the kernel kills the rest, so
-	   the pipes reach EOF. */
-	copy_until_eof(&out_stream, &err_stream);
+	serve();
 	int sig;
 	int code = wait_child(pid, &sig);
 	write_exit(code, sig, NULL);
