@@ -128,6 +128,12 @@ func (e *Engine) Create(ctx context.Context, req *TaskRequest) (*api.ContainerIn
 	if err != nil {
 		return nil, err
 	}
+	smounts, err := e.secretMounts(req.ID, t.Secrets) // secrets.go
+	if err != nil {
+		e.releaseMounts(m)
+		return nil, err
+	}
+	mounts = append(mounts, smounts...)
 	stopSignal := t.StopSignal
 	if stopSignal == "" {
 		stopSignal = img.Config.StopSignal
@@ -230,6 +236,7 @@ func (e *Engine) acquireMounts(id string, specs []string, m *meta) ([]container.
 }
 
 func (e *Engine) releaseMounts(m *meta) {
+	e.removeSecrets(m.ID)
 	for _, mi := range m.Mounts {
 		if mi.Type == "volume" {
 			_ = e.Volumes.Release(mi.Name, m.ID)
