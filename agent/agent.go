@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -361,7 +362,7 @@ func (a *Agent) client(rotate bool) (*api.Client, error) {
 		return c, nil
 	}
 	addr := a.server
-	if a.cfg.TLS != nil {
+	if a.cfg.TLS != nil && !strings.Contains(addr, "://") {
 		addr = "https://" + addr
 	}
 	c, err := api.NewClient(addr)

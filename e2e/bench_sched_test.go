@@ -40,6 +40,7 @@ const (
 // schedResult is what one run of the scenario measured.
 type schedResult struct {
 	servers      int
+	tls          bool
 	placed       int
 	failed       int
 	jobs         int
@@ -70,28 +71,43 @@ func percentile(samples []time.Duration, p float64) time.Duration {
 
 var (
 	benchMu      sync.Mutex
-	benchResults = map[int]*schedResult{}
+	benchResults = map[schedVariant]*schedResult{}
 )
 
-func BenchmarkSchedule5000Nodes(b *testing.B) { benchSchedule(b, 1) }
+// schedVariant is one configuration of the scenario.
+type schedVariant struct {
+	servers int
+	tls     bool
+}
 
-func BenchmarkSchedule5000Nodes3Servers(b *testing.B) { benchSchedule(b, 3) }
+func BenchmarkSchedule5000Nodes(b *testing.B) { benchSchedule(b, 1, false) }
 
-func benchSchedule(b *testing.B, servers int) {
+func BenchmarkSchedule5000Nodes3Servers(b *testing.B) { benchSchedule(b, 3, false) }
+
+// BenchmarkSchedule5000NodesTLS is BenchmarkSchedule5000Nodes with mutual
+// TLS on every connection (clients, simulated nodes and the server's API
+// all present certificates), for the cost of TLS.
+func BenchmarkSchedule5000NodesTLS(b *testing.B) { benchSchedule(b, 1, true) }
+
+// BenchmarkSchedule5000Nodes3ServersTLS adds Raft and forwarding over TLS.
+func BenchmarkSchedule5000Nodes3ServersTLS(b *testing.B) { benchSchedule(b, 3, true) }
+
+func benchSchedule(b *testing.B, servers int, tls bool) {
 	BerthBin(b)
 	if testing.Short() {
 		b.Skip("the scheduling benchmark places 100,000 allocations; not in -short")
 	}
+	v := schedVariant{servers, tls}
 	benchMu.Lock()
-	res := benchResults[servers]
+	res := benchResults[v]
 	benchMu.Unlock()
 	if res == nil {
-		res = runSchedScenario(b, servers)
+		res = runSchedScenario(b, servers, tls)
 		benchMu.Lock()
-		benchResults[servers] = res
+		benchResults[v] = res
 		benchMu.Unlock()
-		fmt.Printf("schedbench: servers=%d nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p90=%s p99=%s max=%s (%d probes; idle cluster p50=%s); server RSS %.0f MiB; %d node registrations took %s; leader changes %d\n",
-			res.servers, benchNodes, res.placed, res.failed, res.jobs, res.elapsed.Round(time.Millisecond),
+		fmt.Printf("schedbench: servers=%d tls=%t nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p90=%s p99=%s max=%s (%d probes; idle cluster p50=%s); server RSS %.0f MiB; %d node registrations took %s; leader changes %d\n",
+			res.servers, res.tls, benchNodes, res.placed, res.failed, res.jobs, res.elapsed.Round(time.Millisecond),
 			res.placementsPerSec(), res.percentile(0.50).Round(100*time.Microsecond), res.percentile(0.90).Round(100*time.Microsecond),
 			res.percentile(0.99).Round(100*time.Microsecond), res.percentile(1).Round(100*time.Microsecond), len(res.probes),
 			percentile(res.idle, 0.5).Round(100*time.Microsecond), float64(res.rssBytes)/(1<<20), benchNodes, res.registerTime.Round(time.Millisecond), res.leaderMoves)
@@ -247,11 +263,11 @@ func probe(lt *leaderTracker, i int) (time.Duration, error) {
 	}
 }
 
-func runSchedScenario(b *testing.B, servers int) *schedResult {
+func runSchedScenario(b *testing.B, servers int, tls bool) *schedResult {
 	b.Helper()
-	c := StartCluster(b, servers, ClusterOptions{LogLevel: "warn"})
+	c := StartCluster(b, servers, ClusterOptions{LogLevel: "warn", TLS: tls})
 	leader := c.WaitLeader(30 * time.Second)
-	res := &schedResult{servers: servers}
+	res := &schedResult{servers: servers, tls: tls}
 
 	// Clients talk to the leader (followers would forward every write).
 	cl := leader.Client(0)
@@ -259,7 +275,12 @@ func runSchedScenario(b *testing.B, servers int) *schedResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
-	fleet, err := simnode.Start(ctx, simnode.Config{Client: cl, Count: benchNodes, RegisterConcurrency: 64})
+	// Each real agent keeps its own connection open; the simulated fleet
+	// shares one client, so its pool holds one per node. (With the
+	// default pool, blocking queries that return beyond it close their
+	// connection and the next one opens a new one: a TLS handshake each.)
+	fleetClient := leader.PooledClient(benchNodes + 256)
+	fleet, err := simnode.Start(ctx, simnode.Config{Client: fleetClient, Count: benchNodes, RegisterConcurrency: 64})
 	if err != nil {
 		b.Fatalf("register %d simulated nodes: %v", benchNodes, err)
 	}

@@ -114,6 +114,20 @@ func (s *Server) Client(timeout time.Duration) *api.Client {
 	return c
 }
 
+// PooledClient is Client without a timeout whose connection pool keeps up
+// to maxIdle connections open, as many agent processes would each keep
+// their own (the simulated fleet shares one client).
+func (s *Server) PooledClient(maxIdle int) *api.Client {
+	c := s.Client(0)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = maxIdle, maxIdle
+	if s.pki != nil {
+		tr.TLSClientConfig = s.pki.clientTLS
+	}
+	c.SetHTTPClient(&http.Client{Transport: tr})
+	return c
+}
+
 // ClusterOptions tune StartCluster.
 type ClusterOptions struct {
 	// HeartbeatTTL is passed as --heartbeat-ttl when non-zero.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -41,6 +42,9 @@ re-attached on the next start, as with Docker's live-restore.`,
 			acfg, err := f.config()
 			if err != nil {
 				return err
+			}
+			if ip := net.ParseIP(f.bind); ip == nil || !ip.IsLoopback() {
+				return fmt.Errorf("berth dev listens on loopback only (--bind %s): it has no TLS and no access control; for other hosts run berth server and berth agent with certificates (berth tls --help)", f.bind)
 			}
 			if err := os.MkdirAll(f.dataDir, 0o711); err != nil {
 				return fmt.Errorf("data dir %s: %w", f.dataDir, err)

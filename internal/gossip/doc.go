@@ -21,4 +21,13 @@
 // The configuration is tuned for fast failure detection on a LAN, loopback
 // or network namespaces: a member that stops answering is declared failed
 // within about two seconds.
+//
+// Encryption: a Keyring (LoadKeyring, from --encrypt and a JSON file in
+// the member's data directory) makes memberlist encrypt and authenticate
+// every message with AES-GCM; a node without one of the keys can neither
+// join nor be heard. Pool.KeyringOp installs, uses, removes or lists a key
+// on every live member through memberlist user messages over its reliable
+// (TCP) channel and collects their answers, so a key rotates with no
+// downtime: install the new key everywhere, use it everywhere, remove the
+// old one. Each member saves its keyring after every change.
 package gossip
