@@ -39,14 +39,18 @@ func (m *Manager) Exec(ctx context.Context, id string, p *Process, stdin io.Read
 	if err != nil || c.State.Status != StatusRunning {
 		return -1, fmt.Errorf("%w: %s is %s", ErrNotRunning, c.ID, c.State.Status)
 	}
-	caps, err := ParseCaps(c.Spec.CapAdd, c.Spec.CapDrop)
+	caps, err := effectiveCaps(c.Spec)
+	if err != nil {
+		return -1, err
+	}
+	filter, err := seccompFor(c.Spec, caps)
 	if err != nil {
 		return -1, err
 	}
 	cfg := execConfig{
 		Args: p.Args, Env: append(append([]string{}, c.Spec.Env...), p.Env...),
 		Cwd: p.Cwd, User: p.User, Hostname: c.Spec.Hostname, Caps: caps,
-		NoNewPrivileges: c.Spec.NoNewPrivileges, Rlimits: c.Spec.Rlimits,
+		NoNewPrivileges: c.Spec.NoNewPrivileges, Rlimits: c.Spec.Rlimits, Seccomp: filter.Bytes(),
 	}
 	if cfg.Cwd == "" {
 		cfg.Cwd = c.Spec.Cwd
@@ -86,7 +90,12 @@ func (m *Manager) Exec(ctx context.Context, id string, p *Process, stdin io.Read
 		return -1, err
 	}
 	defer errR.Close()
+	self, err := sealedSelf()
+	if err != nil {
+		return -1, err
+	}
 	cmd := reexec.Command(execName)
+	cmd.Path = self
 	cmd.Env = []string{"_BERTH_NSENTER_PID=" + strconv.Itoa(ds.Pid), "GOMAXPROCS=1"}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	cmd.ExtraFiles = []*os.File{syncR, pidW, errW}

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/runtime/seccomp"
 )
 
 // initError is a failure inside init, with the exit code to report.
@@ -90,8 +92,10 @@ func runInit(cfg *initConfig) error {
 	if err := pivotRoot(cfg.Rootfs); err != nil {
 		return err
 	}
-	if err := maskPaths(); err != nil {
-		return err
+	if !s.Privileged {
+		if err := maskPaths(); err != nil {
+			return err
+		}
 	}
 	if s.ReadonlyRootfs {
 		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
@@ -117,13 +121,17 @@ func runInit(cfg *initConfig) error {
 		}
 		unix.Close(netnsFD)
 	}
-	caps, err := ParseCaps(s.CapAdd, s.CapDrop)
+	caps, err := effectiveCaps(s)
+	if err != nil {
+		return failf(127, "%v", err)
+	}
+	filter, err := seccompFor(s, caps)
 	if err != nil {
 		return failf(127, "%v", err)
 	}
 	return finishExec(&execConfig{
 		Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, Hostname: s.Hostname,
-		Caps: caps, NoNewPrivileges: s.NoNewPrivileges, MkCwd: true,
+		Caps: caps, NoNewPrivileges: s.NoNewPrivileges, MkCwd: true, Seccomp: filter.Bytes(),
 	})
 }
 
@@ -347,17 +355,8 @@ var (
 
 func maskPaths() error {
 	for _, p := range maskedPaths {
-		st, err := os.Stat(p)
-		if err != nil {
-			continue
-		}
-		if st.IsDir() {
-			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
-		} else {
-			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
-		}
-		if err != nil {
-			return failf(127, "mask %s: %v", p, err)
+		if err := maskPath(p); err != nil {
+			return err
 		}
 	}
 	for _, p := range readonlyPaths {
@@ -370,6 +369,49 @@ func maskPaths() error {
 		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			return failf(127, "remount %s read-only: %v", p, err)
 		}
+	}
+	return nil
+}
+
+// maskPath hides p as the C init's do_mask does: through O_PATH
+// descriptors, with /dev/null checked to be the null device, so no
+// symlink can redirect the mount.
+func maskPath(p string) error {
+	target, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return failf(127, "mask %s: %v", p, err)
+	}
+	defer unix.Close(target)
+	var st unix.Stat_t
+	if err := unix.Fstat(target, &st); err != nil {
+		return failf(127, "mask %s: %v", p, err)
+	}
+	tpath := "/proc/self/fd/" + strconv.Itoa(target)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return failf(127, "mask %s: it is a symlink", p)
+	case unix.S_IFDIR:
+		err = unix.Mount("tmpfs", tpath, "tmpfs", unix.MS_RDONLY, "")
+	default:
+		null, err2 := unix.Open("/dev/null", unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err2 != nil {
+			return failf(127, "mask %s: open /dev/null: %v", p, err2)
+		}
+		defer unix.Close(null)
+		var ns unix.Stat_t
+		if err := unix.Fstat(null, &ns); err != nil {
+			return failf(127, "mask %s: stat /dev/null: %v", p, err)
+		}
+		if ns.Mode&unix.S_IFMT != unix.S_IFCHR || ns.Rdev != unix.Mkdev(1, 3) {
+			return failf(127, "mask %s: /dev/null is not the null device", p)
+		}
+		err = unix.Mount("/proc/self/fd/"+strconv.Itoa(null), tpath, "", unix.MS_BIND, "")
+	}
+	if err != nil {
+		return failf(127, "mask %s: %v", p, err)
 	}
 	return nil
 }
@@ -431,6 +473,8 @@ type execConfig struct {
 	NoNewPrivileges bool     `json:"noNewPrivileges"`
 	Rlimits         []Rlimit `json:"rlimits,omitempty"`
 	MkCwd           bool     `json:"mkCwd,omitempty"`
+	// Seccomp is the filter (seccomp.Program.Bytes), none when empty.
+	Seccomp []byte `json:"seccomp,omitempty"`
 }
 
 // finishExec resolves the user and the executable inside the container's
@@ -455,6 +499,16 @@ func finishExec(c *execConfig) error {
 	if err := closeExtraFDs(); err != nil {
 		return failf(127, "close inherited descriptors: %v", err)
 	}
+	filter, err := seccomp.Decode(c.Seccomp)
+	if err != nil {
+		return failf(127, "%v", err)
+	}
+	late := seccompLate(c.NoNewPrivileges, c.Caps)
+	if len(filter) > 0 && !late {
+		if err := seccomp.Install(filter); err != nil {
+			return failf(127, "%v", err)
+		}
+	}
 	if err := setCreds(u, c.Caps); err != nil {
 		return failf(127, "%v", err)
 	}
@@ -465,6 +519,16 @@ func finishExec(c *execConfig) error {
 	}
 	if err := unix.Chdir(c.Cwd); err != nil {
 		return failf(127, "chdir to %s: %v", c.Cwd, err)
+	}
+	// A working directory reached through a descriptor of the host
+	// (CVE-2024-21626) is outside the root: getcwd says "(unreachable)".
+	if wd, err := unix.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
+		return failf(127, "working directory %s is outside the container's root", c.Cwd)
+	}
+	if len(filter) > 0 && late {
+		if err := seccomp.Install(filter); err != nil {
+			return failf(127, "%v", err)
+		}
 	}
 	err = syscall.Exec(path, c.Args, env)
 	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {

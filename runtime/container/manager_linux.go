@@ -140,6 +140,12 @@ func (m *Manager) Start(id string) error {
 	if c.State.Status != StatusCreated {
 		return fmt.Errorf("%w: %s is %s", ErrAlreadyStarted, c.ID, c.State.Status)
 	}
+	// The shim runs from the sealed copy of the binary, and so do the
+	// init it execs (its /proc/self/exe) and everything after.
+	self, err := sealedSelf()
+	if err != nil {
+		return err
+	}
 	dir := m.dir(c.ID)
 	// Only one Start per container, even from several processes.
 	lock, err := os.OpenFile(filepath.Join(dir, planFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -176,6 +182,7 @@ func (m *Manager) Start(id string) error {
 	defer goW.Close()
 	cmd := reexec.Command(shimName, dir, strconv.FormatInt(c.Spec.LogMaxSize, 10),
 		strconv.Itoa(c.Spec.LogMaxFiles), strconv.FormatUint(uint64(cloneFlags(c.Spec)), 10))
+	cmd.Path = self
 	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=200"}
 	cmd.ExtraFiles = []*os.File{repW, goR}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -2,9 +2,11 @@ package container
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,6 +42,9 @@ import (
 //	user SPEC                   resolved in /etc/passwd and /etc/group
 //	caps MASK
 //	nnp
+//	seccomp HEX                 the filter (struct sock_filter array),
+//	                            loaded last before exec (or before the
+//	                            capabilities drop: see seccompLate)
 //	cwd PATH                    created if missing
 //	env KEY=VALUE
 //	arg ARG
@@ -92,7 +97,11 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 	mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", "d", false)
 	mount("shm", "/dev/shm", "tmpfs", nsne, "mode=1777,size=65536k", "d", false)
 	mount("mqueue", "/dev/mqueue", "mqueue", nsne, "", "d", false)
-	mount("sysfs", "/sys", "sysfs", nsne|unix.MS_RDONLY, "", "d", false)
+	sysFlags := uintptr(nsne | unix.MS_RDONLY)
+	if s.Privileged {
+		sysFlags &^= unix.MS_RDONLY
+	}
+	mount("sysfs", "/sys", "sysfs", sysFlags, "", "d", false)
 	for _, l := range [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}} {
 		p.op("symlink", l[0], "/dev/"+l[1])
 	}
@@ -124,12 +133,27 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 		p.op("mknod", d.Path, string(d.Type), strconv.FormatInt(d.Major, 10), strconv.FormatInt(d.Minor, 10),
 			strconv.FormatUint(uint64(mode), 10), strconv.FormatUint(uint64(d.UID), 10), strconv.FormatUint(uint64(d.GID), 10))
 	}
-	p.op("pivot")
-	for _, m := range maskedPaths {
-		p.op("mask", m)
+	if s.Privileged {
+		devs, err := hostDevices()
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			if slices.ContainsFunc(s.Devices, func(x Device) bool { return x.Path == d.Path }) {
+				continue
+			}
+			p.op("mknod", d.Path, string(d.Type), strconv.FormatInt(d.Major, 10), strconv.FormatInt(d.Minor, 10),
+				strconv.FormatUint(uint64(d.FileMode), 10), strconv.FormatUint(uint64(d.UID), 10), strconv.FormatUint(uint64(d.GID), 10))
+		}
 	}
-	for _, r := range readonlyPaths {
-		p.op("ro", r)
+	p.op("pivot")
+	if !s.Privileged {
+		for _, m := range maskedPaths {
+			p.op("mask", m)
+		}
+		for _, r := range readonlyPaths {
+			p.op("ro", r)
+		}
 	}
 	if s.ReadonlyRootfs {
 		p.op("rootro")
@@ -145,7 +169,11 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 		}
 		p.op("rlimit", strconv.Itoa(n), strconv.FormatUint(r.Soft, 10), strconv.FormatUint(r.Hard, 10))
 	}
-	caps, err := ParseCaps(s.CapAdd, s.CapDrop)
+	caps, err := effectiveCaps(s)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := seccompFor(s, caps)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +181,9 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 	p.op("caps", strconv.FormatUint(uint64(caps), 10))
 	if s.NoNewPrivileges {
 		p.op("nnp")
+	}
+	if filter != nil {
+		p.op("seccomp", hex.EncodeToString(filter.Bytes()))
 	}
 	p.op("cwd", s.Cwd)
 	for _, e := range s.Env {
@@ -163,4 +194,52 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 	}
 	p.op("exec")
 	return p.Bytes(), nil
+}
+
+// hostDevices lists the host's device nodes for a privileged container,
+// as docker does: everything under /dev but the pseudo-terminals, shm,
+// mqueue, fd links, the console and the nodes every container gets.
+func hostDevices() ([]Device, error) {
+	std := map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true, "/dev/urandom": true, "/dev/tty": true, "/dev/console": true, "/dev/ptmx": true}
+	var out []Device
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("container: list host devices in %s: %w", dir, err)
+		}
+		for _, e := range ents {
+			p := filepath.Join(dir, e.Name())
+			switch {
+			case e.IsDir():
+				switch e.Name() {
+				case "pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev":
+					continue
+				}
+				if depth < 4 {
+					if err := walk(p, depth+1); err != nil {
+						return err
+					}
+				}
+				continue
+			case e.Type()&os.ModeDevice == 0 || std[p]:
+				continue
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				continue // gone meanwhile
+			}
+			typ := byte('c')
+			if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+				typ = 'b'
+			}
+			out = append(out, Device{Path: p, Type: typ, Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)),
+				FileMode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid})
+		}
+		return nil
+	}
+	if err := walk("/dev", 0); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -102,6 +102,14 @@ type Spec struct {
 	// Tty) makes stdin a pipe that attached clients write to.
 	Tty       bool
 	OpenStdin bool
+
+	// Seccomp is the system call filter: "" for Docker's default profile,
+	// "unconfined" for none, or a profile in Docker's JSON format.
+	Seccomp string
+	// Privileged gives every capability and every host device, no
+	// seccomp filter, a writable /sys and no masked /proc paths, like
+	// docker run --privileged.
+	Privileged bool
 }
 
 // Mount is a bind mount or a tmpfs inside the container.
@@ -267,6 +275,13 @@ func (s *Spec) Validate() error {
 	if _, err := ParseCaps(s.CapAdd, s.CapDrop); err != nil {
 		return err
 	}
+	if err := checkSeccomp(s.Seccomp); err != nil {
+		return err
+	}
+	if s.Privileged {
+		// Every device, as docker --privileged.
+		s.Resources.Devices = []cgroups.DeviceRule{{Allow: true, Type: 'a', Major: -1, Minor: -1, Access: "rwm"}}
+	}
 	for _, r := range s.Rlimits {
 		if _, ok := rlimitNumber(r.Type); !ok {
 			return fmt.Errorf("%w: unknown rlimit %q", ErrInvalidSpec, r.Type)
@@ -293,7 +308,7 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("%w: device %q must be a 'c' or 'b' node under /dev", ErrInvalidSpec, d.Path)
 		}
 	}
-	if len(s.Devices) > 0 {
+	if len(s.Devices) > 0 && !s.Privileged {
 		// A device node is of no use if the device cgroup denies it.
 		if s.Resources.Devices == nil {
 			s.Resources.Devices = cgroups.DefaultDevices()

@@ -248,3 +248,20 @@ func (p Program) Evaluate(arch, nr uint32, args [6]uint64) (uint32, error) {
 	}
 	return 0, fmt.Errorf("seccomp: program ends without a return")
 }
+
+// Decode reads a program encoded by Bytes.
+func Decode(b []byte) (Program, error) {
+	if len(b)%8 != 0 || len(b)/8 > maxInsns {
+		return nil, fmt.Errorf("seccomp: %d bytes is not a BPF program of at most %d instructions", len(b), maxInsns)
+	}
+	p := make(Program, len(b)/8)
+	for i := range p {
+		p[i] = Instruction{
+			Code: binary.LittleEndian.Uint16(b[8*i:]),
+			Jt:   b[8*i+2],
+			Jf:   b[8*i+3],
+			K:    binary.LittleEndian.Uint32(b[8*i+4:]),
+		}
+	}
+	return p, nil
+}

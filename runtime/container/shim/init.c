@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -248,13 +250,44 @@ static void open_tty(void) {
 	close(6);
 }
 
+/* do_mask hides p: a read-only tmpfs over a directory, the null device
+   over a file. Both ends go through O_PATH descriptors and are mounted by
+   their /proc/self/fd names, so a symlink swapped in for /dev/null (or
+   for p) can never redirect the mount (the CVE-2025-31133 class): the
+   source must really be the character device 1:3. */
 static void do_mask(const char *p) {
+	int target = open(p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (target < 0) {
+		if (errno == ENOENT)
+			return;
+		fail(127, "mask %s: %s", p, strerror(errno));
+	}
 	struct stat st;
-	if (stat(p, &st) < 0)
-		return;
-	int r = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) : mount("/dev/null", p, NULL, MS_BIND, NULL);
+	if (fstat(target, &st) < 0)
+		fail(127, "mask %s: %s", p, strerror(errno));
+	if (S_ISLNK(st.st_mode))
+		fail(127, "mask %s: it is a symlink", p);
+	char tpath[64], npath[64];
+	snprintf(tpath, sizeof(tpath), "/proc/self/fd/%d", target);
+	int r;
+	if (S_ISDIR(st.st_mode)) {
+		r = mount("tmpfs", tpath, "tmpfs", MS_RDONLY, NULL);
+	} else {
+		int null = open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (null < 0)
+			fail(127, "mask %s: open /dev/null: %s", p, strerror(errno));
+		struct stat ns;
+		if (fstat(null, &ns) < 0)
+			fail(127, "mask %s: stat /dev/null: %s", p, strerror(errno));
+		if (!S_ISCHR(ns.st_mode) || major(ns.st_rdev) != 1 || minor(ns.st_rdev) != 3)
+			fail(127, "mask %s: /dev/null is not the null device (mode %o, device %u:%u)", p, ns.st_mode, major(ns.st_rdev), minor(ns.st_rdev));
+		snprintf(npath, sizeof(npath), "/proc/self/fd/%d", null);
+		r = mount(npath, tpath, NULL, MS_BIND, NULL);
+		close(null);
+	}
 	if (r < 0)
 		fail(127, "mask %s: %s", p, strerror(errno));
+	close(target);
 }
 
 static void do_ro(const char *p) {
@@ -541,6 +574,42 @@ static void use_tty(void) {
 		close(tty_fd);
 }
 
+/* The seccomp filter, from the plan's "seccomp HEX" (struct sock_filter
+   array in the host's byte order, compiled by package runtime/seccomp). */
+static struct sock_filter *filter;
+static unsigned short filter_len;
+
+static int hexval(char c) {
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static void read_filter(const char *hex) {
+	size_t n = strlen(hex);
+	if (n == 0 || n % 16 != 0 || n / 16 > 4096)
+		fail(127, "seccomp filter of %zu hex digits", n);
+	unsigned char *b = malloc(n / 2);
+	if (!b)
+		fail(127, "out of memory");
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			fail(127, "seccomp filter: bad hex");
+		b[i] = (unsigned char)(hi << 4 | lo);
+	}
+	filter = (struct sock_filter *)b;
+	filter_len = (unsigned short)(n / 16);
+}
+
+static void install_filter(void) {
+	struct sock_fprog prog = {.len = filter_len, .filter = filter};
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+		fail(127, "install the seccomp filter: %s", strerror(errno));
+}
+
 static void run_plan(void) {
 	int nnp = 0;
 	unsigned long long caps = 0;
@@ -604,6 +673,8 @@ static void run_plan(void) {
 			caps = strtoull(next(), NULL, 10);
 		} else if (!strcmp(op, "nnp")) {
 			nnp = 1;
+		} else if (!strcmp(op, "seccomp")) {
+			read_filter(next());
 		} else if (!strcmp(op, "cwd")) {
 			cwd = next();
 		} else if (!strcmp(op, "env")) {
@@ -659,11 +730,31 @@ static void run_plan(void) {
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Nothing of the host may reach the command, not even for the
+	   chdir below (CVE-2024-21626: a working directory of
+	   /proc/self/fd/N naming a descriptor still open here): close for
+	   good every descriptor but stdio and the status pipe (4, which
+	   closes on exec). */
+	if (syscall(SYS_close_range, 5U, ~0U, 0U) < 0)
+		fail(127, "close inherited descriptors: %s", strerror(errno));
+	/* Without no_new_privs only CAP_SYS_ADMIN may load a filter, so
+	   unless the command keeps it the filter goes in before the
+	   capabilities are dropped (as runc does); the profile must then
+	   allow the few calls left (setgroups, setresuid, capset, prctl,
+	   chdir, getcwd, execve). */
+	int late = nnp || (caps & (1ULL << CAP_SYS_ADMIN));
+	if (filter && !late)
+		install_filter();
 	set_creds(caps);
 	if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail(127, "set no_new_privs: %s", strerror(errno));
 	if (chdir(cwd) < 0)
 		fail(127, "chdir to %s: %s", cwd, strerror(errno));
+	char wd[4096];
+	if (getcwd(wd, sizeof(wd)) == NULL || wd[0] != '/')
+		fail(127, "working directory %s is outside the container's root", cwd);
+	if (filter && late)
+		install_filter();
 	execve(path, args, env);
 	if (errno == EACCES || errno == EPERM)
 		fail(126, "exec \"%s\": permission denied", args[0]);
@@ -683,6 +774,8 @@ void berth_init(int argc, char **argv) {
 	fcntl(4, F_SETFD, FD_CLOEXEC);
 	fcntl(5, F_SETFD, FD_CLOEXEC);
 	fcntl(6, F_SETFD, FD_CLOEXEC);
+	/* Anything above the descriptors the shim hands over is a leak. */
+	syscall(SYS_close_range, 7U, ~0U, 0U);
 	size_t cap = 1 << 16, n = 0;
 	toks = malloc(cap);
 	for (;;) {
