@@ -69,6 +69,17 @@
 // or logs (Auth's String hides them). Prune removes dangling (or all)
 // images that are not in use.
 //
+// # Builds
+//
+// Dockerfile builds (package runtime/build) store each step's result
+// through AddLayer (an uncompressed layer tar, unpacked once and kept as
+// a gzip blob) and Commit (an image from a config whose layers are
+// stored; the store writes its manifest). Commit with a CacheKey records
+// the image in index.json's build cache, so CacheGet finds it after a
+// restart. An image only the cache refers to is hidden from List and
+// kept by Prune; PruneBuildCache (system prune) drops the cache and
+// removes those images.
+//
 // # Concurrency
 //
 // A Store is safe for use by many goroutines. index.json is replaced

@@ -402,6 +402,10 @@ func (s *Store) Tag(ref, newName string) error {
 		if err != nil {
 			return false, err
 		}
+		if slices.Contains(rec.Names, name) {
+			// Names are unique: nothing to move, nothing to write.
+			return false, nil
+		}
 		setName(idx, rec, name)
 		return true, nil
 	})
