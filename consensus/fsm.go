@@ -114,6 +114,11 @@ func (f *FSM) apply(index uint64, t MessageType, body []byte) any {
 		}
 	case ConfigRequestType:
 		err = w.schedulerConfig(decode[SchedulerConfig](index, t, body))
+	case GCRequestType:
+		var res *GCResult
+		if res, err = w.gc(decode[GCRequest](index, t, body)); err == nil && res.Evals+res.Allocs+res.Jobs > 0 {
+			f.logger.Info("garbage collected", "evals", res.Evals, "allocs", res.Allocs, "jobs", res.Jobs, "index", index)
+		}
 	case ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
 		ACLTokenUpsertRequestType, ACLTokenDeleteRequestType, SecretUpsertRequestType, SecretDeleteRequestType:
 		err = w.applyACL(index, t, body) // acl.go

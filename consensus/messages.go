@@ -49,6 +49,8 @@ func (t MessageType) String() string {
 		return "NodeDeregister"
 	case ConfigRequestType:
 		return "Config"
+	case GCRequestType:
+		return "GC"
 	}
 	return fmt.Sprintf("MessageType(%d)", uint8(t))
 }

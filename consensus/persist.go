@@ -21,6 +21,7 @@ import (
 //	{"t":"node","v":{...}}   {"t":"job","v":{...}}   {"t":"eval","v":{...}}
 //	{"t":"alloc_job","k":1,"v":{...Job}}
 //	{"t":"alloc","k":1,"v":{...Allocation without its job}}
+//	{"t":"timetable","v":{"ID":"timetable","Rows":[...]}}   (see GCRequest)
 //
 // Allocations share their job versions through "alloc_job" records (keyed
 // by content, numbered in order of first use), so a snapshot of 100k
@@ -40,11 +41,14 @@ const (
 	recACLToken  = "acl_token"
 	recACLMeta   = "acl_meta"
 	recSecret    = "secret"
+
+	recTimetable = "timetable"
 )
 
 var recordTable = map[string]string{recIndex: TableIndex, recConfig: TableSchedulerConfig, recNode: TableNodes,
 	recJob: TableJobs, recEval: TableEvals, recAlloc: TableAllocs,
-	recACLPolicy: TableACLPolicies, recACLToken: TableACLTokens, recACLMeta: TableACLMeta, recSecret: TableSecrets}
+	recACLPolicy: TableACLPolicies, recACLToken: TableACLTokens, recACLMeta: TableACLMeta, recSecret: TableSecrets,
+	recTimetable: TableTimetable}
 
 type record struct {
 	T string          `json:"t"`
@@ -105,6 +109,7 @@ func writeSnapshot(out io.Writer, db *memdb.MemDB) error {
 		{TableIndex, recIndex}, {TableSchedulerConfig, recConfig},
 		{TableNodes, recNode}, {TableJobs, recJob}, {TableEvals, recEval},
 		{TableACLMeta, recACLMeta}, {TableACLPolicies, recACLPolicy}, {TableACLTokens, recACLToken}, {TableSecrets, recSecret},
+		{TableTimetable, recTimetable},
 	}
 	for _, tb := range tables {
 		it, err := txn.Get(tb.table, "id")
@@ -203,6 +208,8 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 			obj, err = unmarshal[ACLToken](rec.V)
 		case recACLMeta:
 			obj, err = unmarshal[aclMeta](rec.V)
+		case recTimetable:
+			obj, err = unmarshal[timetable](rec.V)
 		case recSecret:
 			obj, err = unmarshal[Secret](rec.V)
 		case recAllocJob:

@@ -81,6 +81,7 @@ func schema() *memdb.DBSchema {
 		TableSchedulerConfig: {Name: TableSchedulerConfig, Indexes: map[string]*memdb.IndexSchema{
 			"id": idIndex("ID"),
 		}},
+		TableTimetable: timetableSchema(),
 		tableNodeAllocs: {Name: tableNodeAllocs, Indexes: map[string]*memdb.IndexSchema{
 			"id": idIndex("NodeID"),
 		}},
