@@ -49,6 +49,10 @@ type Config struct {
 	// Encrypt is a base64 gossip key; the keyring is kept in
 	// DataDir/agent-keyring.json and wins over Encrypt once it exists.
 	Encrypt string
+	// Token is the ACL token (a policy with the node capability) the
+	// agent sends on register, heartbeat and its allocation watch once
+	// the cluster's ACLs are on; default $BERTH_TOKEN.
+	Token string
 }
 
 // ErrInsecure means the agent would listen on a non-loopback address
@@ -371,6 +375,9 @@ func (a *Agent) client(rotate bool) (*api.Client, error) {
 	}
 	if a.cfg.TLS != nil {
 		c.SetTLSConfig(a.cfg.TLS.ClientConfig(tlsutil.RoleServer))
+	}
+	if a.cfg.Token != "" {
+		c.SetToken(a.cfg.Token)
 	}
 	a.clients[a.server] = c
 	return c, nil
