@@ -83,8 +83,8 @@ rack=r1 for ${node.label.rack}.`,
 	fl.SetInterspersed(false)
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
 	fl.BoolVar(&f.rm, "rm", false, "remove the container (purge its job) when it exits")
-	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open (not supported yet)")
-	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a terminal (not supported yet)")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and send this terminal's input to it")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "give the container a terminal (with -i: this one, in raw mode; ctrl-p ctrl-q detaches)")
 	fl.StringVar(&f.name, "name", "", "container (job) name; unique in the cluster")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set environment variables (K=V, or K to pass this shell's value)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file of K=V lines")
@@ -117,9 +117,6 @@ rack=r1 for ${node.label.rack}.`,
 // touches nothing outside (except reading --env-file, the environment and,
 // unless --no-auth, the client config for a registry login: attachLoginAuth).
 func buildRunJob(f *runFlags, image string, command []string, changed func(string) bool) (*api.Job, error) {
-	if f.tty || f.interactive {
-		return nil, errors.New("-i/-t (interactive terminals) are not supported yet; run without them, or start the container with -d and use `berth exec`")
-	}
 	if err := checkImageRef(image); err != nil {
 		return nil, err
 	}
@@ -129,7 +126,7 @@ func buildRunJob(f *runFlags, image string, command []string, changed func(strin
 			return nil, err
 		}
 	}
-	task := &api.Task{Name: "main", Image: image, Command: command}
+	task := &api.Task{Name: "main", Image: image, Command: command, Tty: f.tty, Interactive: f.interactive}
 	if changed("entrypoint") {
 		task.Entrypoint = []string{}
 		if f.entrypoint != "" {
@@ -740,7 +737,15 @@ func runMain(cmd *cobra.Command, f *runFlags, args []string) error {
 		fmt.Fprintln(cmd.OutOrStdout(), x.ID)
 		return nil
 	}
-	code, err := attachRun(cmd, c, x, f.rm)
+	var code int
+	if f.tty || f.interactive {
+		code, err = attachRunInteractive(cmd, c, x, f)
+		if errors.Is(err, errDetached) {
+			return nil // it runs on; `berth rm -f` removes it
+		}
+	} else {
+		code, err = attachRun(cmd, c, x, f.rm)
+	}
 	if f.rm {
 		if _, derr := c.Jobs().Deregister(job.ID, true); derr != nil && !api.IsNotFound(derr) {
 			fmt.Fprintf(cmd.ErrOrStderr(), "berth: remove %s: %v\n", job.Name, derr)
@@ -941,5 +946,27 @@ func attachRun(cmd *cobra.Command, c *api.Client, x *ctr, rm bool) (int, error) 
 	if oom {
 		fmt.Fprintf(cmd.ErrOrStderr(), "berth: container %s was killed for exceeding its memory limit (OOM)\n", x.Name)
 	}
+	return code, nil
+}
+
+// attachRunInteractive attaches to a container started with -i or -t (the
+// agent replays the log of one that already exited) and returns its exit
+// code once it ends, or errDetached.
+func attachRunInteractive(cmd *cobra.Command, c *api.Client, x *ctr, f *runFlags) (int, error) {
+	ag, err := agentFor(c, x)
+	if err != nil {
+		return 0, err
+	}
+	code, err := interact(cmd, ag, x.ID, f.tty, f.interactive, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
+		return ag.Attach(ctx, x.ID, o)
+	})
+	if err != nil {
+		return 0, err
+	}
+	// The agent reports the exit to the server a moment later; wait for it
+	// (briefly) so that ps and inspect agree at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctrFinalState(ctx, c, x, 5*time.Second)
 	return code, nil
 }

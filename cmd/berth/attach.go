@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/berth-dev/berth/api"
+)
+
+func init() { addCommand(newAttachCmd) }
+
+func newAttachCmd() *cobra.Command {
+	var noStdin bool
+	cmd := &cobra.Command{
+		Use:   "attach [OPTIONS] CONTAINER",
+		Short: "Attach this terminal to a running container's terminal or stdin",
+		Long: `Attach connects to a container started with -t (a terminal) or -i (an open
+stdin), through the server, wherever the container runs. Ctrl-p ctrl-q
+detaches and leaves the container running; otherwise berth exits with the
+container's exit code when it ends.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			x, err := resolveCtr(c, args[0])
+			if err != nil {
+				return err
+			}
+			if !x.running() {
+				return fmt.Errorf("container %s is not running: you cannot attach to a stopped container (`berth logs %s` shows its output)", x.Name, x.Name)
+			}
+			ag, err := agentFor(c, x)
+			if err != nil {
+				return err
+			}
+			tty := x.Task != nil && x.Task.Tty
+			stdin := !noStdin && (x.Task == nil || x.Task.Interactive || tty)
+			code, err := interact(cmd, ag, x.ID, tty, stdin, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
+				return ag.Attach(ctx, x.ID, o)
+			})
+			if errors.Is(err, errDetached) {
+				return nil
+			}
+			return exitWith(code, err)
+		},
+	}
+	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "do not send this terminal's input")
+	addAddressFlag(cmd)
+	return cmd
+}
+
+// exitWith turns interact's answer into the command's result.
+func exitWith(code int, err error) error {
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitError{code}
+	}
+	return nil
+}
+
+// errDetached marks a session the user left with the detach keys.
+var errDetached = errors.New("detached")
+
+// Detach keys, as docker's default: ctrl-p then ctrl-q.
+const (
+	detachKey1 = 0x10
+	detachKey2 = 0x11
+)
+
+// interact runs one interactive session: it opens the stream with open,
+// puts this terminal in raw mode when tty is set and stdin is a terminal
+// (restored on every way out), forwards stdin (when stdin is set), window
+// size changes and, without a terminal, SIGINT and SIGTERM as signals to
+// the container, and copies the output. It returns the process's exit
+// code, or errDetached after the user detached.
+func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin bool,
+	open func(context.Context, api.AttachOptions) (*api.AttachStream, error)) (int, error) {
+	in, out, errOut := cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	inFile, _ := in.(*os.File)
+	outFile, _ := out.(*os.File)
+	local := tty && inFile != nil && term.IsTerminal(int(inFile.Fd()))
+	if tty && stdin && !local {
+		return 0, errors.New("the input device is not a TTY: drop -t to pipe input to the container (-i alone)")
+	}
+	opts := api.AttachOptions{Stdin: stdin, Logs: true}
+	sizeOf := func() (uint16, uint16, bool) {
+		for _, f := range []*os.File{outFile, inFile} {
+			if f != nil && term.IsTerminal(int(f.Fd())) {
+				if w, h, err := term.GetSize(int(f.Fd())); err == nil && w > 0 && h > 0 {
+					return uint16(h), uint16(w), true
+				}
+			}
+		}
+		return 0, 0, false
+	}
+	if tty {
+		opts.Rows, opts.Cols, _ = sizeOf()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := open(ctx, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	if local && stdin {
+		state, err := term.MakeRaw(int(inFile.Fd()))
+		if err != nil {
+			return 0, fmt.Errorf("put the terminal in raw mode: %w", err)
+		}
+		defer term.Restore(int(inFile.Fd()), state) //nolint:errcheck
+	}
+
+	// Signals: a window change is a resize; without a terminal, ^C and
+	// SIGTERM go to the container (a terminal sends ^C as a byte); a
+	// hangup or SIGTERM with a terminal ends the session (the deferred
+	// restore puts the terminal back).
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	var killedBy atomic.Int32
+	sigDone := make(chan struct{})
+	defer close(sigDone)
+	go func() {
+		for {
+			select {
+			case sg := <-sigs:
+				switch {
+				case sg == syscall.SIGWINCH:
+					if rows, cols, ok := sizeOf(); ok && tty {
+						_ = s.Resize(rows, cols)
+					}
+				case !tty && (sg == syscall.SIGINT || sg == syscall.SIGTERM):
+					_ = ag.Kill(id, map[os.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[sg])
+				default:
+					killedBy.Store(int32(sg.(syscall.Signal)))
+					s.Close()
+				}
+			case <-sigDone:
+				return
+			}
+		}
+	}()
+
+	detached := make(chan struct{})
+	if stdin {
+		go func() {
+			if err := copyInput(s, in, local && stdin); errors.Is(err, errDetached) {
+				close(detached)
+				s.Close()
+				return
+			}
+			_ = s.CloseStdin()
+		}()
+	}
+	res, err := s.Copy(out, errOut)
+	if err != nil {
+		select {
+		case <-detached:
+			if local {
+				fmt.Fprint(errOut, "\r\n")
+			}
+			fmt.Fprintf(errOut, "berth: detached; the container keeps running (`berth attach %s` to come back)\n", shortID(id))
+			return 0, errDetached
+		default:
+		}
+		if sg := killedBy.Load(); sg != 0 {
+			return 128 + int(sg), nil
+		}
+		return 0, err
+	}
+	if res.Error != "" && res.ExitCode < 0 {
+		return 0, fmt.Errorf("container %s: %s", shortID(id), res.Error)
+	}
+	if res.Error != "" {
+		fmt.Fprintf(errOut, "berth: %s\n", res.Error)
+	}
+	if res.OOMKilled {
+		fmt.Fprintf(errOut, "berth: container %s was killed for exceeding its memory limit (OOM)\n", shortID(id))
+	}
+	return res.ExitCode, nil
+}
+
+// copyInput sends in to the stream. With detach set it watches for ctrl-p
+// ctrl-q and returns errDetached when it sees them (a ctrl-p followed by
+// anything else is sent as typed).
+func copyInput(s *api.AttachStream, in io.Reader, detach bool) error {
+	buf := make([]byte, 32<<10)
+	pending := false // a ctrl-p held back
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			p := buf[:n]
+			if detach {
+				out := make([]byte, 0, n+1)
+				for _, b := range p {
+					switch {
+					case pending && b == detachKey2:
+						return errDetached
+					case pending:
+						out = append(out, detachKey1)
+						pending = false
+					}
+					if b == detachKey1 {
+						pending = true
+						continue
+					}
+					out = append(out, b)
+				}
+				p = out
+			}
+			if len(p) > 0 {
+				if werr := s.Stdin(p); werr != nil {
+					return werr
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
