@@ -918,9 +918,6 @@ func newExecCmd() *cobra.Command {
 		Short: "Run a command in a running container",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if tty {
-				return errors.New("exec -t (a terminal) is not supported yet; drop -t (with -i, stdin is read fully and passed to the command)")
-			}
 			if workdir != "" && !strings.HasPrefix(workdir, "/") {
 				return fmt.Errorf("invalid --workdir %q: it must be an absolute path", workdir)
 			}
@@ -940,16 +937,12 @@ func newExecCmd() *cobra.Command {
 				return fmt.Errorf("container %s is not running", x.Name)
 			}
 			req := &api.ExecRequest{Cmd: args[1:], Env: envList, User: user, WorkingDir: workdir}
-			if interactive {
-				b, err := io.ReadAll(cmd.InOrStdin())
-				if err != nil {
-					return fmt.Errorf("read stdin: %w", err)
-				}
-				req.Stdin = string(b)
-			}
 			ag, err := agentFor(c, x)
 			if err != nil {
 				return err
+			}
+			if tty || interactive {
+				return execInteractive(cmd, ag, x, req, tty, interactive)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -964,8 +957,8 @@ func newExecCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
-	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command (read fully first)")
-	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a terminal (not supported yet)")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "send this terminal's input to the command")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the command a terminal (with -i: this one, in raw mode)")
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set environment variables (K=V, or K to pass this shell's value)")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "user[:group] to run as")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory inside the container")
