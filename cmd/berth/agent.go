@@ -31,6 +31,7 @@ type agentFlags struct {
 	insecure   []string
 	configFile string
 	security   securityFlags // berth agent only; berth dev stays on loopback
+	token      string        // berth agent only: the node ACL token
 }
 
 func newAgentCmd() *cobra.Command { return newAgentCmdWith(&agentFlags{}) }
@@ -69,6 +70,7 @@ to them.`,
 				return err
 			}
 			cfg.TLS, cfg.Insecure, cfg.Encrypt = src, f.security.insecure, f.security.encrypt
+			cfg.Token = f.token
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			reloadTLS(ctx, src, cfg.Logger)
@@ -90,6 +92,7 @@ to them.`,
 	cmd.Flags().StringArrayVar(&f.join, "join", nil, "gossip address HOST:PORT of a server or agent to join (repeatable)")
 	cmd.Flags().StringArrayVar(&f.servers, "servers", nil, "server HTTP address HOST:PORT to register with (repeatable)")
 	cmd.Flags().StringVar(&f.configFile, "config", "", "YAML file that sets any of these flags (keys are the flag names; lists for repeatable flags)")
+	cmd.Flags().StringVar(&f.token, "token", "", "ACL token with the node capability, once the cluster's ACLs are on (default $BERTH_TOKEN)")
 	f.security.register(cmd, tlsutil.RoleAgent)
 	return cmd
 }
