@@ -3,7 +3,9 @@
 package build
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"os"
@@ -375,5 +377,91 @@ RUN exit 1
 	bad := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY debug.log /\n", ".dockerignore": "*.log\n", "debug.log": "x"})
 	if _, _, err := fx.build(t, Options{ContextDir: bad}); !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("COPY of an ignored file: %v", err)
+	}
+}
+
+func TestBuildCopyAddForms(t *testing.T) {
+	fx := newFixture(t)
+	// A gzip tar for ADD to unpack.
+	var tgz bytes.Buffer
+	{
+		gz := gzip.NewWriter(&tgz)
+		tw := tar.NewWriter(gz)
+		for _, e := range []struct{ name, body string }{{"pkg/", ""}, {"pkg/lib.txt", "lib\n"}, {"pkg/bin/tool", "#!/bin/sh\necho tool\n"}} {
+			hdr := &tar.Header{Name: e.name, Mode: 0o755, Size: int64(len(e.body)), Typeflag: tar.TypeReg}
+			if strings.HasSuffix(e.name, "/") {
+				hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+			}
+			tw.WriteHeader(hdr)
+			tw.Write([]byte(e.body))
+		}
+		tw.Close()
+		gz.Close()
+	}
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile": `FROM busybox
+COPY *.conf /etc/app/
+COPY --chown=app:app one.conf /home/app/owned.conf
+COPY --chown=1234 --chmod=600 one.conf /numeric.conf
+ADD pkg.tgz /opt/
+ADD one.conf /opt/plain.conf
+RUN chmod 1777 /tmp
+COPY one.conf /tmp/x/
+VOLUME /data
+EXPOSE 80 53/udp
+RUN stat -c '%u:%g %a' /home/app/owned.conf /numeric.conf /tmp /tmp/x && cat /opt/pkg/lib.txt
+`,
+		"one.conf": "1\n",
+		"two.conf": "2\n",
+		"pkg.tgz":  tgz.String(),
+	})
+	res, rec, err := fx.build(t, Options{ContextDir: ctxDir})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, rec.out.String())
+	}
+	if got := rec.out.String(); got != "1000:1000 644\n1234:1234 600\n0:0 1777\n0:0 755\nlib\n" {
+		t.Fatalf("owners and modes seen by RUN: %q", got)
+	}
+	for p, want := range map[string]string{"etc/app/one.conf": "1\n", "etc/app/two.conf": "2\n", "opt/pkg/bin/tool": "#!/bin/sh\necho tool\n", "opt/plain.conf": "1\n"} {
+		if got, err := fx.readFile(t, res.Image.ID, p); err != nil || got != want {
+			t.Errorf("%s: %q %v", p, got, err)
+		}
+	}
+	cfg, _ := fx.store.ConfigFile(res.Image.ID)
+	if _, ok := cfg.Config.Volumes["/data"]; !ok {
+		t.Errorf("volumes %v", cfg.Config.Volumes)
+	}
+	if _, ok := cfg.Config.ExposedPorts["53/udp"]; !ok {
+		t.Errorf("ports %v", cfg.Config.ExposedPorts)
+	}
+	// A source outside the context is refused.
+	out := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nCOPY ../etc/passwd /\n"})
+	if _, _, err := fx.build(t, Options{ContextDir: out}); !errors.Is(err, ErrSource) {
+		t.Fatalf("COPY ../: %v", err)
+	}
+}
+
+func TestBuildNetworkNone(t *testing.T) {
+	fx := newFixture(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN ls /sys/class/net | sort | tr '\\n' ' '\n"})
+	_, rec, err := fx.build(t, Options{ContextDir: ctxDir, Network: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(rec.out.String()); got != "lo" {
+		t.Fatalf("--network none: interfaces %q, want lo only", got)
+	}
+	_, rec, err = fx.build(t, Options{ContextDir: ctxDir, NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(rec.out.String()); got == "lo" {
+		t.Fatalf("host network: interfaces %q, want the host's", got)
+	}
+	if _, _, err := fx.build(t, Options{ContextDir: ctxDir, Network: "bridge"}); !errors.Is(err, ErrOptions) {
+		t.Fatalf("bad network: %v", err)
+	}
+	if _, _, err := fx.build(t, Options{ContextDir: ctxDir, Platform: "linux/s390x"}); !errors.Is(err, ErrOptions) {
+		t.Fatalf("foreign platform: %v", err)
 	}
 }
