@@ -51,9 +51,14 @@ func openPTY(t *testing.T, rows, cols uint16) (master, slave *os.File) {
 // controlling terminal.
 func onPTY(t *testing.T, d *Dev, args ...string) *ptySession {
 	t.Helper()
+	return onPTYEnv(t, d.Bin, []string{"BERTH_ADDR=" + d.Addr}, args...)
+}
+
+func onPTYEnv(t *testing.T, bin string, env []string, args ...string) *ptySession {
+	t.Helper()
 	master, slave := openPTY(t, 30, 90)
-	cmd := exec.Command(d.Bin, args...)
-	cmd.Env = append(os.Environ(), "BERTH_ADDR="+d.Addr, "TERM=xterm")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "TERM=xterm"), env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {
@@ -224,5 +229,28 @@ func TestAttachAfterAgentRestart(t *testing.T) {
 	}
 	if r := d.Berth("attach", "nosuch"); r.Code == 0 {
 		t.Errorf("attach to an unknown container: %s", r)
+	}
+}
+
+// Through a follower of a three-server cluster to an agent on another
+// host: the upgraded connection passes the follower's proxy both ways.
+func TestRunInteractiveTerminalThroughFollower(t *testing.T) {
+	fc := startFaultCluster(t, 1)
+	leader := fc.waitLeader(30 * time.Second)
+	var follower *fcNode
+	for _, s := range fc.servers {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	env := append([]string{"BERTH_ADDR=" + follower.addr()}, fc.tn.pki.CLIEnv()...)
+	s := onPTYEnv(t, fc.tn.bin, env, "run", "-it", "--rm", "busybox", "sh")
+	s.expect(`/ # `)
+	s.typeIn("hostname; tty; echo via-$((6+1)); exit 9\r")
+	s.expect(`/dev/pts/\d+\r\n`)
+	s.expect(`via-7\r\n`)
+	if code := s.exit(); code != 9 {
+		t.Errorf("berth run -it through follower %s exited %d, want 9; terminal: %q", follower.name, code, s.output())
 	}
 }
