@@ -182,47 +182,50 @@ func routeCases(f *aclFixture) map[string]routeCase {
 		return string(b)
 	}
 	return map[string]routeCase{
-		"GET /v1/jobs":                    {"/v1/jobs", "", withToken},
-		"POST /v1/jobs":                   {"/v1/jobs", job("db-1"), mgmtOnly},
-		"GET /v1/jobs/:id":                {"/v1/jobs/db-1", "", []string{tAllRead, tMgmt}},
-		"DELETE /v1/jobs/:id":             {"/v1/jobs/web-gone", "", []string{tWebSubmit, tMgmt}},
-		"GET /v1/jobs/:id/allocations":    {"/v1/jobs/web-1/allocations", "", []string{tWebRead, tWebSubmit, tAllRead, tMgmt}},
-		"POST /v1/jobs/:id/plan":          {"/v1/jobs/web-2/plan", job("web-2"), []string{tWebSubmit, tMgmt}},
-		"GET /v1/allocations":             {"/v1/allocations", "", withToken},
-		"GET /v1/allocations/:id":         {"/v1/allocations/no-such-alloc", "", []string{tAllRead, tMgmt}},
-		"PUT /v1/allocations/status":      {"/v1/allocations/status", `{"allocs":[]}`, []string{tNode, tMgmt}},
-		"GET /v1/evaluations":             {"/v1/evaluations", "", withToken},
-		"GET /v1/evaluations/:id":         {"/v1/evaluations/no-such-eval", "", []string{tAllRead, tMgmt}},
-		"GET /v1/nodes":                   {"/v1/nodes", "", readers},
-		"POST /v1/nodes/register":         {"/v1/nodes/register", `{"node":{"id":"n2","name":"n2"}}`, []string{tNode, tMgmt}},
-		"GET /v1/nodes/:id":               {"/v1/nodes/n1", "", readers},
-		"PUT /v1/nodes/:id/heartbeat":     {"/v1/nodes/n1/heartbeat", "", []string{tNode, tMgmt}},
-		"GET /v1/nodes/:id/allocations":   {"/v1/nodes/n1/allocations", "", []string{tNode, tMgmt}},
-		"POST /v1/nodes/:id/drain":        {"/v1/nodes/nx/drain", `{"enable":true}`, mgmtOnly},
-		"POST /v1/nodes/:id/eligibility":  {"/v1/nodes/nx/eligibility", `{"eligible":false}`, mgmtOnly},
-		"GET /v1/nodes/:id/agent/*":       {"/v1/nodes/n1/agent/health", "", readers},
-		"* /v1/nodes/:id/agent/*":         {"/v1/nodes/n1/agent/health", "", mgmtOnly}, // no agent route /health but GET
-		"GET /v1/status/leader":           {"/v1/status/leader", "", readers},
-		"GET /v1/status/peers":            {"/v1/status/peers", "", readers},
-		"GET /v1/operator/raft/peers":     {"/v1/operator/raft/peers", "", readers},
-		"DELETE /v1/operator/raft/peers":  {"/v1/operator/raft/peers", "", mgmtOnly},
-		"GET /v1/operator/keyring":        {"/v1/operator/keyring", "", mgmtOnly},
-		"POST /v1/operator/keyring/:op":   {"/v1/operator/keyring/use", `{"key":""}`, mgmtOnly},
-		"GET /v1/members":                 {"/v1/members", "", readers},
-		"GET /v1/metrics":                 {"/v1/metrics", "", readers},
-		"GET /v1/agent/health":            {"/v1/agent/health", "", everyone},
-		"POST /v1/acl/bootstrap":          {"/v1/acl/bootstrap", "{}", everyone}, // 409 for all: once only
-		"GET /v1/acl/policies":            {"/v1/acl/policies", "", mgmtOnly},
-		"POST /v1/acl/policies":           {"/v1/acl/policies", `{}`, mgmtOnly},
-		"GET /v1/acl/policies/:name":      {"/v1/acl/policies/node", "", mgmtOnly},
-		"DELETE /v1/acl/policies/:name":   {"/v1/acl/policies/no-such-policy", "", mgmtOnly},
-		"GET /v1/acl/tokens":              {"/v1/acl/tokens", "", mgmtOnly},
-		"POST /v1/acl/tokens":             {"/v1/acl/tokens", `{}`, mgmtOnly},
-		"GET /v1/acl/tokens/:accessor":    {"/v1/acl/tokens/self", "", withToken},
-		"DELETE /v1/acl/tokens/:accessor": {"/v1/acl/tokens/no-such-token", "", mgmtOnly},
-		"GET /v1/secrets":                 {"/v1/secrets", "", mgmtOnly},
-		"POST /v1/secrets":                {"/v1/secrets", `{}`, mgmtOnly},
-		"DELETE /v1/secrets/:name":        {"/v1/secrets/no-such-secret", "", mgmtOnly},
+		"GET /v1/jobs":                             {"/v1/jobs", "", withToken},
+		"POST /v1/jobs":                            {"/v1/jobs", job("db-1"), mgmtOnly},
+		"GET /v1/jobs/:id":                         {"/v1/jobs/db-1", "", []string{tAllRead, tMgmt}},
+		"DELETE /v1/jobs/:id":                      {"/v1/jobs/web-gone", "", []string{tWebSubmit, tMgmt}},
+		"GET /v1/jobs/:id/allocations":             {"/v1/jobs/web-1/allocations", "", []string{tWebRead, tWebSubmit, tAllRead, tMgmt}},
+		"POST /v1/jobs/:id/plan":                   {"/v1/jobs/web-2/plan", job("web-2"), []string{tWebSubmit, tMgmt}},
+		"GET /v1/allocations":                      {"/v1/allocations", "", withToken},
+		"GET /v1/allocations/:id":                  {"/v1/allocations/no-such-alloc", "", []string{tAllRead, tMgmt}},
+		"PUT /v1/allocations/status":               {"/v1/allocations/status", `{"allocs":[]}`, []string{tNode, tMgmt}},
+		"GET /v1/evaluations":                      {"/v1/evaluations", "", withToken},
+		"GET /v1/evaluations/:id":                  {"/v1/evaluations/no-such-eval", "", []string{tAllRead, tMgmt}},
+		"GET /v1/nodes":                            {"/v1/nodes", "", readers},
+		"POST /v1/nodes/register":                  {"/v1/nodes/register", `{"node":{"id":"n2","name":"n2"}}`, []string{tNode, tMgmt}},
+		"GET /v1/nodes/:id":                        {"/v1/nodes/n1", "", readers},
+		"PUT /v1/nodes/:id/heartbeat":              {"/v1/nodes/n1/heartbeat", "", []string{tNode, tMgmt}},
+		"GET /v1/nodes/:id/allocations":            {"/v1/nodes/n1/allocations", "", []string{tNode, tMgmt}},
+		"POST /v1/nodes/:id/drain":                 {"/v1/nodes/nx/drain", `{"enable":true}`, mgmtOnly},
+		"POST /v1/nodes/:id/eligibility":           {"/v1/nodes/nx/eligibility", `{"eligible":false}`, mgmtOnly},
+		"GET /v1/nodes/:id/agent/*":                {"/v1/nodes/n1/agent/health", "", readers},
+		"* /v1/nodes/:id/agent/*":                  {"/v1/nodes/n1/agent/health", "", mgmtOnly}, // no agent route /health but GET
+		"GET /v1/status/leader":                    {"/v1/status/leader", "", readers},
+		"GET /v1/status/peers":                     {"/v1/status/peers", "", readers},
+		"GET /v1/operator/raft/peers":              {"/v1/operator/raft/peers", "", readers},
+		"DELETE /v1/operator/raft/peers":           {"/v1/operator/raft/peers", "", mgmtOnly},
+		"GET /v1/operator/scheduler/configuration": {"/v1/operator/scheduler/configuration", "", readers},
+		"PUT /v1/operator/scheduler/configuration": {"/v1/operator/scheduler/configuration", `{"algorithm":"binpack"}`, mgmtOnly},
+		"PUT /v1/system/gc":                        {"/v1/system/gc", "", mgmtOnly},
+		"GET /v1/operator/keyring":                 {"/v1/operator/keyring", "", mgmtOnly},
+		"POST /v1/operator/keyring/:op":            {"/v1/operator/keyring/use", `{"key":""}`, mgmtOnly},
+		"GET /v1/members":                          {"/v1/members", "", readers},
+		"GET /v1/metrics":                          {"/v1/metrics", "", readers},
+		"GET /v1/agent/health":                     {"/v1/agent/health", "", everyone},
+		"POST /v1/acl/bootstrap":                   {"/v1/acl/bootstrap", "{}", everyone}, // 409 for all: once only
+		"GET /v1/acl/policies":                     {"/v1/acl/policies", "", mgmtOnly},
+		"POST /v1/acl/policies":                    {"/v1/acl/policies", `{}`, mgmtOnly},
+		"GET /v1/acl/policies/:name":               {"/v1/acl/policies/node", "", mgmtOnly},
+		"DELETE /v1/acl/policies/:name":            {"/v1/acl/policies/no-such-policy", "", mgmtOnly},
+		"GET /v1/acl/tokens":                       {"/v1/acl/tokens", "", mgmtOnly},
+		"POST /v1/acl/tokens":                      {"/v1/acl/tokens", `{}`, mgmtOnly},
+		"GET /v1/acl/tokens/:accessor":             {"/v1/acl/tokens/self", "", withToken},
+		"DELETE /v1/acl/tokens/:accessor":          {"/v1/acl/tokens/no-such-token", "", mgmtOnly},
+		"GET /v1/secrets":                          {"/v1/secrets", "", mgmtOnly},
+		"POST /v1/secrets":                         {"/v1/secrets", `{}`, mgmtOnly},
+		"DELETE /v1/secrets/:name":                 {"/v1/secrets/no-such-secret", "", mgmtOnly},
 	}
 }
 
@@ -428,6 +431,13 @@ func TestACLBehaviour(t *testing.T) {
 		c.SetToken(tk.SecretID)
 		if _, err := c.Jobs().Register(job); err != nil {
 			t.Fatalf("privileged submit with the right: %v", err)
+		}
+		logged := false
+		for _, r := range readAudit(t, f.s) {
+			logged = logged || (r.Path == "/v1/jobs" && r.Status == http.StatusOK && r.Privileged && r.Accessor == tk.AccessorID)
+		}
+		if !logged {
+			t.Fatal("the privileged submission is not marked in the audit log")
 		}
 		if err := f.mgmt.ACL().DeleteToken(tk.AccessorID); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/berth-dev/berth/api"
 )
 
 // The audit log is a JSON-lines file (DATA_DIR/server/audit.log, or
@@ -30,6 +33,8 @@ type AuditRecord struct {
 	// Forwarded names the server that forwarded the request, when it
 	// came through a follower.
 	Forwarded string `json:"forwarded_by,omitempty"`
+	// Privileged marks a job submission with a privileged task.
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 // auditLogPath is where this server writes its audit log.
@@ -64,6 +69,7 @@ func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		start := time.Now()
+		privileged := submitsPrivileged(c)
 		err := next(c)
 		if err != nil {
 			c.Error(err) // write the answer now, to record its status
@@ -73,10 +79,13 @@ func (s *Server) audit(next echo.HandlerFunc) echo.HandlerFunc {
 		rec := AuditRecord{
 			Time: start.UTC(), SourceIP: remoteIP(r), Method: r.Method, Path: r.URL.Path,
 			Route: c.Path(), Status: c.Response().Status, Duration: float64(time.Since(start).Microseconds()) / 1000,
-			Forwarded: r.Header.Get(headerForwarded),
+			Forwarded: r.Header.Get(headerForwarded), Privileged: privileged,
 		}
 		if a := requestAuthz(c); a != nil {
 			rec.Accessor = a.accessor
+		}
+		if privileged && rec.Status < 300 {
+			s.log.Warn("privileged job submitted", "path", rec.Path, "accessor", rec.Accessor, "source", rec.SourceIP)
 		}
 		s.writeAudit(&rec)
 		return err
@@ -114,3 +123,30 @@ func (s *Server) writeAudit(rec *AuditRecord) {
 
 // configAuditLog is Config's --audit-log.
 func configAuditLog(c *Config) string { return c.AuditLog }
+
+// submitsPrivileged reports whether a request registers a job with a
+// privileged task (the body is put back for the handler).
+func submitsPrivileged(c echo.Context) bool {
+	if c.Request().Method != http.MethodPost || c.Path() != "/v1/jobs" {
+		return false
+	}
+	body, err := peekBody(c)
+	if err != nil || !bytes.Contains(body, []byte(`"privileged"`)) {
+		return false
+	}
+	var req api.JobRegisterRequest
+	if json.Unmarshal(body, &req) != nil || req.Job == nil {
+		return false
+	}
+	for _, g := range req.Job.Groups {
+		if g == nil {
+			continue
+		}
+		for _, t := range g.Tasks {
+			if t != nil && t.Privileged {
+				return true
+			}
+		}
+	}
+	return false
+}
