@@ -16,7 +16,10 @@ import (
 // newAgentProxy serves ANY /v1/nodes/:id/agent/* by forwarding the request
 // to that node's agent API (/v1/*), so the CLI only ever talks to a
 // server. Responses stream through unbuffered, which followed logs and exec
-// output need. lookup resolves a node ID, unique ID prefix or name.
+// output need, and a request with "Connection: Upgrade" that the agent
+// answers with 101 (attach, exec -it: the berth-attach protocol of
+// api/attach.go) becomes a raw connection copied both ways until either
+// side closes. lookup resolves a node ID, unique ID prefix or name.
 // transport carries the calls (with TLS it presents the server's
 // certificate, accepts only agent certificates and sends http:// as
 // https://); nil means http.DefaultTransport.
