@@ -3,6 +3,9 @@ package container
 import (
 	"crypto/sha256"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/berth-dev/berth/runtime/seccomp"
@@ -26,10 +29,28 @@ var allCaps = func() CapSet {
 	return s
 }()
 
+// privilegedCaps is every capability this process may hand on: a
+// privileged container gets the host's bounding set, which lacks some
+// capabilities on restricted hosts.
+func privilegedCaps() CapSet {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return allCaps
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapBnd:"); ok {
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil {
+				return CapSet(n) & allCaps
+			}
+		}
+	}
+	return allCaps
+}
+
 // effectiveCaps is the capability set the container's processes run with.
 func effectiveCaps(s *Spec) (CapSet, error) {
 	if s.Privileged {
-		return allCaps, nil
+		return privilegedCaps(), nil
 	}
 	return ParseCaps(s.CapAdd, s.CapDrop)
 }
