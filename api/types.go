@@ -312,6 +312,9 @@ type TaskState struct {
 	StartedAt   int64  `json:"started_at,omitempty"`
 	FinishedAt  int64  `json:"finished_at,omitempty"`
 	Message     string `json:"message,omitempty"`
+	// Health is the image HEALTHCHECK's verdict while the task runs:
+	// "starting", "healthy" or "unhealthy"; empty without a healthcheck.
+	Health string `json:"health,omitempty"`
 }
 
 // Evaluation statuses and triggers.
