@@ -196,7 +196,7 @@ func TestExecInteractiveTerminal(t *testing.T) {
 // The shim keeps the terminal: after kill -9 of `berth dev` and a restart,
 // `berth attach` reaches the same shell; ctrl-p ctrl-q detaches and leaves
 // it running; a quick `run -it` that is done before the CLI attaches still
-// shows its output.
+// shows its output; start -ai runs an exited one again, attached.
 func TestAttachAfterAgentRestart(t *testing.T) {
 	d := StartDev(t)
 	d.ImportBusybox()
@@ -221,6 +221,15 @@ func TestAttachAfterAgentRestart(t *testing.T) {
 	s.typeIn("exit 3\r")
 	if code := s.exit(); code != 3 {
 		t.Errorf("attach after the restart exited %d, want 3; terminal: %q", code, s.output())
+	}
+
+	// start -ai runs the exited container again, attached.
+	s = onPTY(t, d, "start", "-ai", "keep")
+	s.expect(`/ # `)
+	s.typeIn("echo restarted-$((1+1)); exit 6\r")
+	s.expect(`restarted-2\r\n`)
+	if code := s.exit(); code != 6 {
+		t.Errorf("start -ai exited %d, want 6; terminal: %q", code, s.output())
 	}
 
 	s = onPTY(t, d, "run", "-it", "--rm", "busybox", "echo", "quick-run")

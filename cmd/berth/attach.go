@@ -233,3 +233,24 @@ func copyInput(s *api.AttachStream, in io.Reader, detach bool) error {
 		}
 	}
 }
+
+// startAttach follows a container that `start -a` (re)started: an
+// interactive session for one with a terminal or an open stdin (input
+// only with -i), its log stream otherwise; berth exits with its exit code.
+func startAttach(cmd *cobra.Command, c *api.Client, x *ctr, stdin bool) error {
+	if x.Task == nil || (!x.Task.Tty && !x.Task.Interactive) {
+		code, err := attachRun(cmd, c, x, false)
+		return exitWith(code, err)
+	}
+	ag, err := agentFor(c, x)
+	if err != nil {
+		return err
+	}
+	code, err := interact(cmd, ag, x.ID, x.Task.Tty, stdin, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
+		return ag.Attach(ctx, x.ID, o)
+	})
+	if errors.Is(err, errDetached) {
+		return nil
+	}
+	return exitWith(code, err)
+}
