@@ -1155,6 +1155,7 @@ container starts right away: create is 'run -d'.`
 }
 
 func newContainerStartCmd() *cobra.Command {
+	var attachOut, attachIn bool
 	cmd := &cobra.Command{
 		Use:   "start CONTAINER...",
 		Short: "Start stopped or exited containers again (re-submits their jobs)",
@@ -1164,7 +1165,9 @@ func newContainerStartCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return eachCtr(cmd, c, args, func(x *ctr) error {
+			var started *ctr
+			start := func(x *ctr) error {
+				started = x
 				if x.running() {
 					// The server may not have heard of an exit yet: ask
 					// the node.
@@ -1198,11 +1201,27 @@ func newContainerStartCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("start %s: %w", x.Name, err)
 				}
-				_, err = waitRunStart(context.Background(), c, j, resp, nil)
+				started, err = waitRunStart(context.Background(), c, j, resp, nil)
 				return err
-			})
+			}
+			if !attachOut && !attachIn {
+				return eachCtr(cmd, c, args, start)
+			}
+			if len(args) != 1 {
+				return errors.New("start -a/-i attaches to one container: name only one")
+			}
+			x, err := resolveCtr(c, args[0])
+			if err != nil {
+				return err
+			}
+			if err := start(x); err != nil {
+				return err
+			}
+			return startAttach(cmd, c, started, attachIn)
 		},
 	}
+	cmd.Flags().BoolVarP(&attachOut, "attach", "a", false, "attach to the container's output (its terminal, with -t) and exit with its exit code")
+	cmd.Flags().BoolVarP(&attachIn, "interactive", "i", false, "attach this terminal's input too (a container run with -i or -t)")
 	addAddressFlag(cmd)
 	return cmd
 }
