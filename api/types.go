@@ -121,6 +121,22 @@ type Task struct {
 	Privileged bool `json:"privileged,omitempty"`
 	// Secrets are cluster secrets mounted as files (see TaskSecret).
 	Secrets []TaskSecret `json:"secrets,omitempty"`
+	// ReadOnly makes the root filesystem read-only (--read-only); /dev,
+	// /proc, /sys, volumes and Tmpfs mounts stay as they are.
+	ReadOnly bool `json:"read_only,omitempty"`
+	// Tmpfs mounts a tmpfs at each PATH[:OPTIONS], such as
+	// "/run:size=64m" (--tmpfs).
+	Tmpfs []string `json:"tmpfs,omitempty"`
+	// NoNewPrivileges stops setuid binaries and file capabilities from
+	// raising privileges (--security-opt no-new-privileges).
+	NoNewPrivileges bool `json:"no_new_privileges,omitempty"`
+	// Seccomp is the system call filter: empty for Docker's default
+	// profile, "unconfined" for none, or a profile in Docker's JSON
+	// format (--security-opt seccomp=unconfined|FILE).
+	Seccomp string `json:"seccomp,omitempty"`
+	// Userns "private" maps root in the container to an unprivileged
+	// range of host IDs (--userns); empty or "host" shares the host's.
+	Userns string `json:"userns,omitempty"`
 }
 
 // Resources asks for capacity. CPU is in millicores, Memory in MiB.
