@@ -267,6 +267,9 @@ func (s *Server) secretsFeed(next echo.HandlerFunc) echo.HandlerFunc {
 			if err := s.checkSubmittedSecrets(c); err != nil {
 				return err
 			}
+			if err := s.sealSubmittedAuth(c); err != nil { // secret_auth.go
+				return err
+			}
 		}
 		return next(c)
 	}
@@ -293,7 +296,7 @@ func (s *Server) checkSubmittedSecrets(c echo.Context) error {
 // allocation list. A secret that is gone, or that this server cannot
 // open, is left without a value: the agent fails that task and says so.
 func (s *Server) revealSecrets(body []byte) []byte {
-	if !bytes.Contains(body, []byte(`"secrets"`)) {
+	if !bytes.Contains(body, []byte(`"secrets"`)) && !bytes.Contains(body, []byte(sealedAuthPrefix)) {
 		return body
 	}
 	var allocs []*api.Allocation
@@ -303,7 +306,7 @@ func (s *Server) revealSecrets(body []byte) []byte {
 	key, _, kerr := s.secretsKey()
 	st := s.raft.State()
 	cache := map[string][]byte{}
-	changed := false
+	changed := kerr == nil && openAllocAuth(key, allocs) // secret_auth.go
 	for _, a := range allocs {
 		if a == nil || a.Job == nil || a.Terminal() {
 			continue
