@@ -584,6 +584,11 @@ func (w *writer) allocClientUpdate(req *AllocClientUpdateRequest) (skipped int, 
 }
 
 func (w *writer) schedulerConfig(c *SchedulerConfig) error {
+	switch c.Algorithm {
+	case "", AlgorithmBinpack, AlgorithmSpread:
+	default:
+		return fmt.Errorf("%w: unknown scheduler algorithm %q", ErrInvalidRequest, c.Algorithm)
+	}
 	c.ModifyIndex = w.index
 	w.insert(TableSchedulerConfig, &configEntry{ID: configRowID, Config: *c})
 	return nil

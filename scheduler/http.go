@@ -67,6 +67,9 @@ func (s *Server) routes() *echo.Echo {
 	v.GET("/status/peers", s.statusPeers)
 	v.GET("/operator/raft/peers", s.raftPeers)
 	v.DELETE("/operator/raft/peers", s.leaderOnly(s.raftRemovePeer))
+	v.GET("/operator/scheduler/configuration", s.schedConfigGet)               // http_operator.go
+	v.PUT("/operator/scheduler/configuration", s.leaderOnly(s.schedConfigPut)) // http_operator.go
+	v.PUT("/system/gc", s.leaderOnly(s.systemGC))                              // gc.go
 	v.GET("/members", s.members)
 	v.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	v.GET("/agent/health", s.health)
@@ -1015,7 +1018,8 @@ func (s *Server) health(c echo.Context) error {
 
 // redactedSecret replaces a task's registry secrets in what the read
 // routes return. Only the node that runs a task gets them in plain form
-// (nodeAllocs). They are stored unencrypted in the Raft log and snapshots.
+// (nodeAllocs). They are sealed in the Raft log and snapshots when the
+// server has a secrets key (secret_auth.go).
 const redactedSecret = "<redacted>"
 
 func hasAuth(job *api.Job) bool {

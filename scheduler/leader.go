@@ -72,10 +72,11 @@ func (s *Server) establishLeadership() {
 			return
 		}
 		close(ready)
-		s.leaderWG.Add(3 + s.cfg.Workers)
+		s.leaderWG.Add(4 + s.cfg.Workers)
 		go func() { defer s.leaderWG.Done(); s.applier.Run(ctx) }()
 		go func() { defer s.leaderWG.Done(); s.heartbeatLoop(ctx) }()
 		go func() { defer s.leaderWG.Done(); s.leaderHousekeeping(ctx) }()
+		go func() { defer s.leaderWG.Done(); s.gcLoop(ctx, gcInterval, gcThreshold) }()
 		for i := 0; i < s.cfg.Workers; i++ {
 			go func(i int) { defer s.leaderWG.Done(); s.runWorker(ctx, i) }(i)
 		}

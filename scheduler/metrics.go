@@ -21,6 +21,8 @@ type metrics struct {
 	forwarded   prometheus.Counter
 	evalWait    prometheus.Histogram
 	evalTime    prometheus.Histogram
+	gcRuns      prometheus.Counter
+	retried     prometheus.Counter // blocked evaluations retried by backoff
 	placed      atomic.Uint64 // placements, readable without a scrape (benchmarks)
 }
 
@@ -46,10 +48,14 @@ func newMetrics(s *Server) *metrics {
 		evalTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "berth_eval_seconds", Help: "Time a worker spent on one evaluation (planning and committing).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		gcRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_gc_runs_total", Help: "Garbage collection entries written by the leader (periodic and forced)."}),
+		retried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_blocked_evals_retried_total", Help: "Blocked evaluations retried after their backoff, without a capacity change."}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_http_forwarded_total", Help: "Writes forwarded from this follower to the leader."}),
 	}
-	m.reg.MustRegister(m.placements, m.planApply, m.planRefused, m.evals, m.heartbeats, m.nodesDown, m.forwarded, m.evalWait, m.evalTime,
+	m.reg.MustRegister(m.placements, m.planApply, m.planRefused, m.evals, m.heartbeats, m.nodesDown, m.forwarded, m.evalWait, m.evalTime, m.gcRuns, m.retried,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_raft_leader", Help: "1 if this server is the Raft leader."},
 			func() float64 {
