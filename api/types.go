@@ -110,10 +110,11 @@ type Task struct {
 	Interactive    bool     `json:"interactive,omitempty"`
 	// Auth is the registry credential for pulling Image (a job spec's
 	// "auth: {username, password}" or an identity token; the CLI fills
-	// it from the submitter's login). The servers keep it in their Raft
-	// log and snapshots unencrypted for now, hand it only to the node
-	// that runs the task (GET /v1/nodes/{id}/allocations) and show it
-	// redacted everywhere else.
+	// it from the submitter's login). The servers keep its password and
+	// tokens in their Raft log and snapshots sealed with the secrets key
+	// (in the clear only when a server has no key), hand them only to
+	// the node that runs the task (GET /v1/nodes/{id}/allocations) and
+	// show them redacted everywhere else.
 	Auth *RegistryAuth `json:"auth,omitempty"`
 	// Privileged runs the container with every capability and device
 	// (docker's --privileged). With ACLs on, submitting it needs the
