@@ -23,7 +23,7 @@ type metrics struct {
 	evalTime    prometheus.Histogram
 	gcRuns      prometheus.Counter
 	retried     prometheus.Counter // blocked evaluations retried by backoff
-	placed      atomic.Uint64 // placements, readable without a scrape (benchmarks)
+	placed      atomic.Uint64      // placements, readable without a scrape (benchmarks)
 }
 
 func newMetrics(s *Server) *metrics {
