@@ -297,7 +297,9 @@ func (r *allocRunner) runTask(t *api.Task) {
 			ts.StartedAt, ts.FinishedAt, ts.Message = info.StartedAt, 0, ""
 			r.setTask(t.Name, ts)
 		}
+		stopHealth := r.watchHealth(t.Name, id)
 		st, err := r.a.eng.Wait(r.ctx, id)
+		stopHealth()
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return // agent shutting down: leave the container to its shim
