@@ -10,7 +10,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/berth-dev/berth/api"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -353,5 +355,46 @@ func TestBuildPushPull(t *testing.T) {
 	run := d.MustBerth(t, "run", "--rm", ref)
 	if !strings.Contains(run.Stdout, "Hi from the registry") || !strings.Contains(run.Stdout, "21 /msg") {
 		t.Fatalf("run of the pulled image: %s", run)
+	}
+}
+
+// A HEALTHCHECK from the Dockerfile is run by the agent: the task's
+// health goes starting → healthy → unhealthy as the probe's file comes
+// and goes.
+func TestBuildHealthcheck(t *testing.T) {
+	d := StartDev(t)
+	d.ImportBusybox()
+	dir := buildContext(t, map[string]string{
+		"Dockerfile": `FROM busybox
+HEALTHCHECK --interval=1s --timeout=2s --start-period=3s --retries=2 CMD test -f /tmp/ok
+CMD ["sh", "-c", "sleep 1.5; touch /tmp/ok; sleep 4; rm /tmp/ok; sleep 600"]
+`,
+	})
+	d.MustBerth(t, "build", "-t", "hc", dir)
+	d.MustBerth(t, "run", "-d", "--name", "hc", "hc")
+	c, err := api.NewClient(d.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		allocs, _, err := c.Jobs().Allocations("hc", nil)
+		if err == nil {
+			for _, a := range allocs {
+				for _, ts := range a.TaskStates {
+					if h := ts.Health; h != "" && (len(seen) == 0 || seen[len(seen)-1] != h) {
+						seen = append(seen, h)
+					}
+				}
+			}
+		}
+		if len(seen) > 0 && seen[len(seen)-1] == "unhealthy" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.Join(seen, " ") != "starting healthy unhealthy" {
+		t.Fatalf("health went %q, want starting healthy unhealthy", seen)
 	}
 }
