@@ -258,12 +258,19 @@ func TestBuildRunJob(t *testing.T) {
 		t.Errorf("plain job %+v", plain)
 	}
 
+	it, err := buildRunJob(&runFlags{tty: true, interactive: true, restart: "no"}, "busybox", []string{"sh"}, func(string) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task := it.Groups[0].Tasks[0]; !task.Tty || !task.Interactive {
+		t.Errorf("-it task %+v: want Tty and Interactive", task)
+	}
+
 	bad := []struct {
 		name string
 		f    runFlags
 		want string
 	}{
-		{"tty", runFlags{tty: true}, "not supported yet"},
 		{"rm and restart", runFlags{rm: true, restart: "always"}, "--rm"},
 		{"bad name", runFlags{name: "-x"}, "invalid container name"},
 		{"relative workdir", runFlags{workdir: "tmp"}, "absolute"},
