@@ -9,12 +9,16 @@
 //	ID/exit.json     how it ended, written by the shim (atomically) when it exits
 //	ID/container.log JSON lines of stdout and stderr (package logs), rotated by size
 //	ID/shim.log      the shim's own errors, if any
+//	ID/attach.sock   the shim's socket for Attach (Spec.Tty or OpenStdin)
 //	ID/upper, work   the overlay's writable layer and its work directory
 //	.rootfs          the mount point every container's init mounts its
 //	                 overlay on, inside its own mount namespace
 //
-// The container's stdin is /dev/null for now; an interactive mode would
-// give the shim a FIFO in the container's directory to hold open.
+// The container's stdin is /dev/null, unless the spec asks for a terminal
+// (Tty: init opens one in the container's /dev/pts and hands the master to
+// the shim) or an open stdin (a pipe the shim feeds). The shim then serves
+// attach.sock, so Attach reaches the container from any Manager, across
+// agent restarts; OpenPTY gives an Exec a terminal of its own.
 //
 // Start re-executes the binary as a detached shim (reexec name
 // "berth-shim"), which re-executes it again as the container's init
