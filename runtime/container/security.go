@@ -55,8 +55,9 @@ func effectiveCaps(s *Spec) (CapSet, error) {
 	return ParseCaps(s.CapAdd, s.CapDrop)
 }
 
-// checkSeccomp validates Spec.Seccomp without compiling it.
-func checkSeccomp(profile string) error {
+// CheckSeccomp validates a value of Spec.Seccomp without compiling it:
+// "", "unconfined" or a profile in Docker's JSON format.
+func CheckSeccomp(profile string) error {
 	if profile == SeccompDefault || profile == SeccompUnconfined {
 		return nil
 	}

@@ -275,7 +275,7 @@ func (s *Spec) Validate() error {
 	if _, err := ParseCaps(s.CapAdd, s.CapDrop); err != nil {
 		return err
 	}
-	if err := checkSeccomp(s.Seccomp); err != nil {
+	if err := CheckSeccomp(s.Seccomp); err != nil {
 		return err
 	}
 	if s.Privileged {

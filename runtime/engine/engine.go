@@ -164,6 +164,10 @@ func (e *Engine) Create(ctx context.Context, req *TaskRequest) (*api.ContainerIn
 		Tty:         t.Tty,
 		OpenStdin:   t.Interactive,
 	}
+	if err := applySecurity(req, spec); err != nil { // security.go
+		e.releaseMounts(m)
+		return nil, err
+	}
 	if err := e.applyGPUs(req.GPUs, spec); err != nil {
 		e.releaseMounts(m)
 		return nil, err
