@@ -24,7 +24,7 @@ func newOperatorCmd() *cobra.Command {
 		Short: "Inspect and change the servers' Raft configuration",
 	}
 	raft.AddCommand(newRaftListPeersCmd(), newRaftRemovePeerCmd())
-	cmd.AddCommand(raft, newOperatorGossipCmd())
+	cmd.AddCommand(raft, newOperatorGossipCmd(), newOperatorSchedulerCmd())
 	return cmd
 }
 
