@@ -24,7 +24,7 @@ func newSystemCmd() *cobra.Command {
 		Short: "Manage berth across the cluster",
 	}
 	info := newInfoCmd()
-	cmd.AddCommand(info, newSystemPruneCmd())
+	cmd.AddCommand(info, newSystemPruneCmd(), newSystemGCCmd()) // system_gc.go
 	addAddressFlag(cmd)
 	return cmd
 }
