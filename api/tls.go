@@ -22,9 +22,9 @@ const (
 )
 
 // DefaultTLSServerName is the role name every server certificate of the
-// default region carries (see `berth tls cert create --server`). The
-// client checks it instead of the address, so a CLI or agent certificate
-// can never pose as a server.
+// default region carries (see `berth tls cert create --server`). A client
+// given BERTH_CACERT checks it instead of the address, so a CLI or agent
+// certificate can never pose as a server.
 const DefaultTLSServerName = "server.global.berth"
 
 // ErrTLSConfig means the client's TLS files could not be used.
@@ -55,7 +55,9 @@ func (t TLSConfig) Enabled() bool { return t.CACert != "" || t.ClientCert != "" 
 // Build loads the files into a tls.Config.
 func (t TLSConfig) Build() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if cfg.ServerName == "" {
+	if cfg.ServerName == "" && t.CACert != "" {
+		// With the cluster's own CA the server is identified by its role;
+		// without one (a proxy with a public certificate) by its host name.
 		cfg.ServerName = DefaultTLSServerName
 	}
 	if t.CACert != "" {
