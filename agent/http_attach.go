@@ -96,8 +96,9 @@ func (a *Agent) handleAttach(c echo.Context) error {
 	case errors.Is(err, container.ErrNotRunning) && q.logs:
 		return a.replayExited(c, ci.ID)
 	case errors.Is(err, container.ErrNotAttachable):
-		return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf(
-			"container %s has no terminal or open stdin (run it with -i or -t); `berth logs -f %s` shows its output", ci.Name, ci.Name))
+		// Like docker: attaching to a container without a terminal or
+		// stdin shows its output from now on, and its exit.
+		return a.attachLog(c, ci.ID)
 	case errors.Is(err, container.ErrNotRunning):
 		return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("container %s is not running: you cannot attach to a stopped container", ci.Name))
 	case err != nil:
@@ -170,6 +171,73 @@ func (a *Agent) sendExit(ctx context.Context, fw *api.FrameWriter, id string) {
 	_ = fw.Exit(api.ExitResult{ExitCode: st.Code, OOMKilled: st.OOMKilled, Error: st.Error})
 }
 
+// attachLog streams the output a container makes from now on (its input
+// is ignored) until it exits or the client goes away.
+func (a *Agent) attachLog(c echo.Context, id string) error {
+	rc, err := a.eng.Containers.Logs(id, container.LogOptions{Follow: true, Since: time.Now()})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	conn, br, err := switchProtocols(c)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		defer rc.Close()
+		fr := api.NewFrameReader(br)
+		for {
+			if _, _, err := fr.Next(); err != nil {
+				return
+			}
+		}
+	}()
+	fw := api.NewFrameWriter(conn)
+	if !copyLogFrames(fw, rc) {
+		return nil
+	}
+	select {
+	case <-gone:
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	a.sendExit(ctx, fw, id)
+	return nil
+}
+
+// copyLogFrames sends log lines (package logs' JSON) as output frames; it
+// returns false when the client stopped taking them.
+func copyLogFrames(fw *api.FrameWriter, r io.Reader) bool {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		e, err := logs.Decode(sc.Bytes())
+		if err != nil {
+			continue
+		}
+		t := api.FrameStdout
+		if e.Stream == "stderr" {
+			t = api.FrameStderr
+		}
+		if fw.Write(t, []byte(e.Log)) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // replayExited answers the attach of a container that is already gone
 // (a quick `run -it`) with its whole log and its exit.
 func (a *Agent) replayExited(c echo.Context, id string) error {
@@ -184,20 +252,8 @@ func (a *Agent) replayExited(c echo.Context, id string) error {
 	}
 	defer conn.Close()
 	fw := api.NewFrameWriter(conn)
-	sc := bufio.NewScanner(rc)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		e, err := logs.Decode(sc.Bytes())
-		if err != nil {
-			continue
-		}
-		t := api.FrameStdout
-		if e.Stream == "stderr" {
-			t = api.FrameStderr
-		}
-		if fw.Write(t, []byte(e.Log)) != nil {
-			return nil
-		}
+	if !copyLogFrames(fw, rc) {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -183,6 +183,18 @@ func TestExecInteractiveTerminal(t *testing.T) {
 		t.Errorf("berth exec -it exited %d, want 4; terminal: %q", code, s.output())
 	}
 
+	// attach to a container without a terminal or stdin: its output from
+	// now on, and its exit code.
+	d.MustBerth(t, "run", "-d", "--name", "plain", "busybox", "sh", "-c",
+		"while [ ! -e /tmp/go ]; do echo tick; sleep 0.1; done; echo late-out; exit 5")
+	a := onPTY(t, d, "attach", "plain")
+	a.expect(`tick`)
+	d.MustBerth(t, "exec", "plain", "touch", "/tmp/go")
+	a.expect(`late-out`)
+	if code := a.exit(); code != 5 {
+		t.Errorf("attach to a plain container exited %d, want 5; terminal: %q", code, a.output())
+	}
+
 	r := d.BerthIn(strings.NewReader("piped-in\n"), "exec", "-i", "target", "sh", "-c", "cat; echo err-out >&2; exit 3")
 	if r.Code != 3 || r.Stdout != "piped-in\n" || r.Stderr != "err-out\n" {
 		t.Errorf("exec -i with piped input: %s", r)

@@ -22,11 +22,12 @@ func newAttachCmd() *cobra.Command {
 	var noStdin bool
 	cmd := &cobra.Command{
 		Use:   "attach [OPTIONS] CONTAINER",
-		Short: "Attach this terminal to a running container's terminal or stdin",
-		Long: `Attach connects to a container started with -t (a terminal) or -i (an open
-stdin), through the server, wherever the container runs. Ctrl-p ctrl-q
-detaches and leaves the container running; otherwise berth exits with the
-container's exit code when it ends.`,
+		Short: "Attach this terminal to a running container",
+		Long: `Attach connects to a running container through the server, wherever it
+runs: to its terminal (run -t) or its open stdin (run -i), or else to its
+output from now on. Ctrl-p ctrl-q detaches from a terminal and leaves the
+container running; otherwise berth exits with the container's exit code
+when it ends.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := apiClient(cmd)
