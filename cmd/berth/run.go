@@ -110,6 +110,7 @@ rack=r1 for ${node.label.rack}.`,
 	fl.StringArrayVar(&f.datacenters, "datacenter", nil, "datacenters the container may run in")
 	fl.BoolVar(&f.noAuth, "no-auth", false, "do not send your registry login for the image with the job")
 	addAddressFlag(cmd)
+	addRunSecurityFlags(cmd) // run_security.go
 	return cmd
 }
 
@@ -697,6 +698,14 @@ func generateName(c *api.Client) (string, error) {
 func runMain(cmd *cobra.Command, f *runFlags, args []string) error {
 	job, err := buildRunJob(f, args[0], args[1:], cmd.Flags().Changed)
 	if err != nil {
+		return err
+	}
+	if !f.detach {
+		if err := checkTTYInput(cmd, f.tty, f.interactive); err != nil {
+			return err
+		}
+	}
+	if err := applyRunSecurityFlags(cmd, job.Groups[0].Tasks[0]); err != nil { // run_security.go
 		return err
 	}
 	c, err := apiClient(cmd)
