@@ -203,6 +203,13 @@ func TestExecInteractiveTerminal(t *testing.T) {
 	if r.Code != 2 || r.Stdout != "to-run\n" {
 		t.Errorf("run -i with piped input: %s", r)
 	}
+	r = d.BerthIn(strings.NewReader("x\n"), "run", "-it", "--name", "notty", "busybox", "sh")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not a TTY") {
+		t.Errorf("run -it with piped input: %s", r)
+	}
+	if r := d.Berth("inspect", "notty"); r.Code == 0 {
+		t.Errorf("run -it refused for want of a terminal still made a container: %s", r)
+	}
 }
 
 // The shim keeps the terminal: after kill -9 of `berth dev` and a restart,

@@ -92,10 +92,10 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 	in, out, errOut := cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	inFile, _ := in.(*os.File)
 	outFile, _ := out.(*os.File)
-	local := tty && inFile != nil && term.IsTerminal(int(inFile.Fd()))
-	if tty && stdin && !local {
-		return 0, errors.New("the input device is not a TTY: drop -t to pipe input to the container (-i alone)")
+	if err := checkTTYInput(cmd, tty, stdin); err != nil {
+		return 0, err
 	}
+	local := tty && stdinTerminal(cmd)
 	opts := api.AttachOptions{Stdin: stdin, Logs: true}
 	sizeOf := func() (uint16, uint16, bool) {
 		for _, f := range []*os.File{outFile, inFile} {
@@ -193,6 +193,20 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 		fmt.Fprintf(errOut, "berth: container %s was killed for exceeding its memory limit (OOM)\n", shortID(id))
 	}
 	return res.ExitCode, nil
+}
+
+func stdinTerminal(cmd *cobra.Command) bool {
+	f, ok := cmd.InOrStdin().(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// checkTTYInput refuses -it when stdin is no terminal, as docker does:
+// raw keystrokes cannot come from a pipe.
+func checkTTYInput(cmd *cobra.Command, tty, stdin bool) error {
+	if tty && stdin && !stdinTerminal(cmd) {
+		return errors.New("the input device is not a TTY: drop -t to pipe input to the container (-i alone)")
+	}
+	return nil
 }
 
 // copyInput sends in to the stream. With detach set it watches for ctrl-p
