@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -219,17 +220,17 @@ func TestHeartbeatTracker(t *testing.T) {
 
 func TestBlockedEvals(t *testing.T) {
 	b := newBlockedEvals()
-	if r := b.Block(ev("1", "a", 10), 5); r != nil {
+	if r := b.Block(ev("1", "a", 10), 5, time.Unix(0, 0)); r != nil {
 		t.Fatal("nothing to replace")
 	}
-	b.Block(ev("2", "b", 90), 5)
-	if r := b.Block(ev("3", "a", 10), 5); r == nil || r.ID != "1" {
+	b.Block(ev("2", "b", 90), 5, time.Unix(0, 0))
+	if r := b.Block(ev("3", "a", 10), 5, time.Unix(0, 0)); r == nil || r.ID != "1" {
 		t.Fatalf("replaced = %v, want eval 1", r)
 	}
 	if e := b.Remove("b"); e == nil || e.ID != "2" {
 		t.Fatalf("removed %v", e)
 	}
-	b.Block(ev("4", "c", 99), 5)
+	b.Block(ev("4", "c", 99), 5, time.Unix(0, 0))
 	if b.Stale() {
 		t.Fatal("stale before any capacity change")
 	}
@@ -241,12 +242,12 @@ func TestBlockedEvals(t *testing.T) {
 		t.Fatal("unblock left evals behind")
 	}
 	// Planned on a snapshot older than the last capacity change: stale.
-	b.Block(ev("5", "d", 50), 6)
+	b.Block(ev("5", "d", 50), 6, time.Unix(0, 0))
 	if !b.Stale() {
 		t.Fatal("eval blocked on index 6 after a change at 7 is not stale")
 	}
 	b.Unblock(0)
-	b.Block(ev("6", "d", 50), 7)
+	b.Block(ev("6", "d", 50), 7, time.Unix(0, 0))
 	if b.Stale() {
 		t.Fatal("eval blocked on the newest snapshot is stale")
 	}
@@ -300,5 +301,49 @@ func TestBrokerCheapEvalsOvertakeRecentExpensiveOnes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestBlockedEvalsBackoff(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newBlockedEvals()
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+
+	// Retried after the base delay, then after twice as long each time
+	// it is blocked again, up to the cap.
+	now := t0
+	for i, want := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second,
+		80 * time.Second, 160 * time.Second, blockedRetryMax, blockedRetryMax} {
+		b.Block(ev(fmt.Sprintf("e%d", i), "job", 50), 1, now)
+		if due := b.Due(now.Add(want - time.Millisecond)); len(due) != 0 {
+			t.Fatalf("retry %d: due after %s, before its backoff %s", i, want-time.Millisecond, want)
+		}
+		due := b.Due(now.Add(want))
+		if len(due) != 1 || due[0].ID != fmt.Sprintf("e%d", i) {
+			t.Fatalf("retry %d: due at %s = %v", i, want, due)
+		}
+		if b.Len() != 0 {
+			t.Fatal("a due evaluation stayed blocked")
+		}
+		now = now.Add(want)
+	}
+
+	// Placing everything resets the job's backoff.
+	b.Remove("job")
+	b.Block(ev("again", "job", 50), 1, at(time.Hour))
+	if due := b.Due(at(time.Hour + blockedRetryBase)); len(due) != 1 {
+		t.Fatalf("after a reset the base delay applies: %v", due)
+	}
+
+	// Jobs back off independently; due ones come highest priority first.
+	b.Block(ev("lo", "lo", 10), 1, t0)
+	b.Block(ev("hi", "hi", 90), 1, t0)
+	b.Block(ev("late", "late", 50), 1, at(time.Second))
+	due := b.Due(at(blockedRetryBase))
+	if len(due) != 2 || due[0].ID != "hi" || due[1].ID != "lo" {
+		t.Fatalf("due %v, want hi then lo", due)
+	}
+	if b.Len() != 1 {
+		t.Fatalf("%d blocked, want late only", b.Len())
 	}
 }

@@ -163,7 +163,7 @@ func (s *Server) restoreLeaderState(ctx context.Context) bool {
 		case api.EvalStatusPending:
 			pending = append(pending, e)
 		case api.EvalStatusBlocked:
-			s.blocked.Block(e, 0)
+			s.blocked.Block(e, 0, time.Now())
 		}
 	}
 	s.broker.Enqueue(pending...)
@@ -238,7 +238,8 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// leaderHousekeeping redelivers evaluations whose worker went silent.
+// leaderHousekeeping redelivers evaluations whose worker went silent and
+// retries blocked evaluations whose backoff ran out.
 func (s *Server) leaderHousekeeping(ctx context.Context) {
 	every := s.cfg.EvalTimeout / 4
 	if every > time.Second {
@@ -253,6 +254,11 @@ func (s *Server) leaderHousekeeping(ctx context.Context) {
 		case now := <-t.C:
 			if n := s.broker.RedeliverExpired(now); n > 0 {
 				s.log.Warn("redelivering evaluations whose deadline passed", "count", n)
+			}
+			if due := s.blocked.Due(now); len(due) > 0 {
+				s.metrics.retried.Add(float64(len(due)))
+				s.log.Debug("retrying blocked evaluations after their backoff", "count", len(due))
+				s.broker.Enqueue(due...)
 			}
 		}
 	}

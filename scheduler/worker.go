@@ -194,7 +194,7 @@ func (s *Server) finishEval(eval *api.Evaluation, status, desc string, failed ma
 func (s *Server) afterEval(e *api.Evaluation, snapIndex uint64) {
 	var old *api.Evaluation
 	if e.Status == api.EvalStatusBlocked {
-		old = s.blocked.Block(e, snapIndex)
+		old = s.blocked.Block(e, snapIndex, time.Now())
 	} else if b := s.blocked.Remove(e.JobID); b != nil && b.ID != e.ID {
 		old = b
 	}
