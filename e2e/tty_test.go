@@ -167,6 +167,24 @@ func TestRunInteractiveTerminal(t *testing.T) {
 	if s.rawMode() {
 		t.Error("the terminal was left in raw mode")
 	}
+
+	// Killed with SIGTERM mid-session, the CLI still gives the terminal
+	// back in its own mode.
+	s = onPTY(t, d, "run", "-it", "--name", "sig", "busybox", "sh")
+	s.expect(`/ # `)
+	if !s.rawMode() {
+		t.Fatal("the CLI did not put the terminal in raw mode")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.exit(); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("CLI killed with SIGTERM exited %d; terminal %q", code, s.output())
+	}
+	if s.rawMode() {
+		t.Error("SIGTERM left the terminal in raw mode")
+	}
+	d.MustBerth(t, "rm", "-f", "sig") // a shell as PID 1 ignores SIGTERM: do not wait for a stop
 }
 
 // `berth exec -it` into a running container, and `-i` without a terminal.

@@ -86,7 +86,8 @@ const (
 // (restored on every way out), forwards stdin (when stdin is set), window
 // size changes and, without a terminal, SIGINT and SIGTERM as signals to
 // the container, and copies the output. It returns the process's exit
-// code, or errDetached after the user detached.
+// code, errDetached after the user detached, or an exitError of 128+N
+// when signal N (SIGTERM, SIGHUP) ended the session.
 func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin bool,
 	open func(context.Context, api.AttachOptions) (*api.AttachStream, error)) (int, error) {
 	in, out, errOut := cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -179,7 +180,8 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 		default:
 		}
 		if sg := killedBy.Load(); sg != 0 {
-			return 128 + int(sg), nil
+			// The session ended, not the container: no exit to wait for.
+			return 0, exitError{128 + int(sg)}
 		}
 		return 0, err
 	}

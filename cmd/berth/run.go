@@ -749,8 +749,11 @@ func runMain(cmd *cobra.Command, f *runFlags, args []string) error {
 	var code int
 	if f.tty || f.interactive {
 		code, err = attachRunInteractive(cmd, c, x, f)
+		var killed exitError
 		if errors.Is(err, errDetached) {
 			return nil // it runs on; `berth rm -f` removes it
+		} else if errors.As(err, &killed) {
+			return err // so does it when a signal ended the session
 		}
 	} else {
 		code, err = attachRun(cmd, c, x, f.rm)
