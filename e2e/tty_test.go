@@ -22,6 +22,7 @@ type ptySession struct {
 	master *os.File
 	cmd    *exec.Cmd
 	done   chan struct{}
+	read   chan struct{} // closed when the terminal's output is all read
 	mu     sync.Mutex
 	out    strings.Builder
 	seen   int // output before this was matched already
@@ -65,8 +66,9 @@ func onPTYEnv(t *testing.T, bin string, env []string, args ...string) *ptySessio
 		t.Fatal(err)
 	}
 	slave.Close()
-	s := &ptySession{t: t, master: master, cmd: cmd, done: make(chan struct{})}
+	s := &ptySession{t: t, master: master, cmd: cmd, done: make(chan struct{}), read: make(chan struct{})}
 	go func() {
+		defer close(s.read)
 		buf := make([]byte, 4096)
 		for {
 			n, err := master.Read(buf)
@@ -126,6 +128,12 @@ func (s *ptySession) exit() int {
 	case <-s.done:
 	case <-time.After(30 * time.Second):
 		s.t.Fatalf("the CLI did not exit; terminal: %q", s.output())
+	}
+	// The CLI held the only other descriptor of the terminal: its last
+	// words are in the master until a read fails.
+	select {
+	case <-s.read:
+	case <-time.After(5 * time.Second):
 	}
 	return s.cmd.ProcessState.ExitCode()
 }
@@ -250,7 +258,17 @@ func TestAttachAfterAgentRestart(t *testing.T) {
 		t.Errorf("no word of the detach: %q", s.output())
 	}
 
+	// The agent dies under an open session: the CLI says so and exits.
+	s = onPTY(t, d, "attach", "keep")
+	s.typeIn("echo before-$X\r")
+	s.expect(`before-kept-5\r\n`)
 	d.Kill9()
+	if code := s.exit(); code == 0 || !strings.Contains(s.output(), "berth attach") {
+		t.Errorf("session cut by kill -9 of the agent: exit %d, terminal %q", code, s.output())
+	}
+	if s.rawMode() {
+		t.Error("a cut session left the terminal in raw mode")
+	}
 	d.Start()
 	s = onPTY(t, d, "attach", "keep")
 	s.typeIn("echo again-$X\r")

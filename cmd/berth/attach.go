@@ -183,6 +183,9 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 			// The session ended, not the container: no exit to wait for.
 			return 0, exitError{128 + int(sg)}
 		}
+		if errors.Is(err, api.ErrAttachStream) {
+			return 0, fmt.Errorf("the connection to %s was lost (its node's agent or the server went away); `berth attach %s` reconnects while it runs", shortID(id), shortID(id))
+		}
 		return 0, err
 	}
 	if res.Error != "" && res.ExitCode < 0 {
