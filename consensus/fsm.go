@@ -114,6 +114,8 @@ func (f *FSM) apply(index uint64, t MessageType, body []byte) any {
 		}
 	case ConfigRequestType:
 		err = w.schedulerConfig(decode[SchedulerConfig](index, t, body))
+	case ServerTombstoneRequestType:
+		err = w.serverTombstone(decode[ServerTombstoneRequest](index, t, body))
 	case GCRequestType:
 		var res *GCResult
 		if res, err = w.gc(decode[GCRequest](index, t, body)); err == nil && res.Evals+res.Allocs+res.Jobs > 0 {

@@ -51,6 +51,8 @@ func (t MessageType) String() string {
 		return "Config"
 	case GCRequestType:
 		return "GC"
+	case ServerTombstoneRequestType:
+		return "ServerTombstone"
 	}
 	return fmt.Sprintf("MessageType(%d)", uint8(t))
 }

@@ -22,6 +22,7 @@ import (
 //	{"t":"alloc_job","k":1,"v":{...Job}}
 //	{"t":"alloc","k":1,"v":{...Allocation without its job}}
 //	{"t":"timetable","v":{"ID":"timetable","Rows":[...]}}   (see GCRequest)
+//	{"t":"tombstone","v":{"server_id":"s3","index":7}}     (see ServerTombstoneRequest)
 //
 // Allocations share their job versions through "alloc_job" records (keyed
 // by content, numbered in order of first use), so a snapshot of 100k
@@ -43,12 +44,13 @@ const (
 	recSecret    = "secret"
 
 	recTimetable = "timetable"
+	recTombstone = "tombstone"
 )
 
 var recordTable = map[string]string{recIndex: TableIndex, recConfig: TableSchedulerConfig, recNode: TableNodes,
 	recJob: TableJobs, recEval: TableEvals, recAlloc: TableAllocs,
 	recACLPolicy: TableACLPolicies, recACLToken: TableACLTokens, recACLMeta: TableACLMeta, recSecret: TableSecrets,
-	recTimetable: TableTimetable}
+	recTimetable: TableTimetable, recTombstone: TableServerTombstones}
 
 type record struct {
 	T string          `json:"t"`
@@ -109,7 +111,7 @@ func writeSnapshot(out io.Writer, db *memdb.MemDB) error {
 		{TableIndex, recIndex}, {TableSchedulerConfig, recConfig},
 		{TableNodes, recNode}, {TableJobs, recJob}, {TableEvals, recEval},
 		{TableACLMeta, recACLMeta}, {TableACLPolicies, recACLPolicy}, {TableACLTokens, recACLToken}, {TableSecrets, recSecret},
-		{TableTimetable, recTimetable},
+		{TableTimetable, recTimetable}, {TableServerTombstones, recTombstone},
 	}
 	for _, tb := range tables {
 		it, err := txn.Get(tb.table, "id")
@@ -210,6 +212,8 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 			obj, err = unmarshal[aclMeta](rec.V)
 		case recTimetable:
 			obj, err = unmarshal[timetable](rec.V)
+		case recTombstone:
+			obj, err = unmarshal[ServerTombstone](rec.V)
 		case recSecret:
 			obj, err = unmarshal[Secret](rec.V)
 		case recAllocJob:

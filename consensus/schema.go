@@ -81,7 +81,8 @@ func schema() *memdb.DBSchema {
 		TableSchedulerConfig: {Name: TableSchedulerConfig, Indexes: map[string]*memdb.IndexSchema{
 			"id": idIndex("ID"),
 		}},
-		TableTimetable: timetableSchema(),
+		TableTimetable:        timetableSchema(),
+		TableServerTombstones: tombstoneSchema(),
 		tableNodeAllocs: {Name: tableNodeAllocs, Indexes: map[string]*memdb.IndexSchema{
 			"id": idIndex("NodeID"),
 		}},

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,6 +166,31 @@ func TestThreeServerCluster(t *testing.T) {
 	waitUntil(t, 10*time.Second, "s4 has the jobs", func() bool {
 		j, _ := s4.raft.State().JobByID(nil, "after")
 		return j != nil
+	})
+
+	// remove-peer of a live server is refused: the leader would add it
+	// back at once. With force it is removed and kept out while it runs;
+	// once it stops, its tombstone goes, so a restart would join again.
+	_, err = oc.Do("DELETE", "/v1/operator/raft/peers", map[string][]string{"id": {"s4"}}, nil, nil)
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusConflict || !strings.Contains(se.Message, "--force") {
+		t.Fatalf("remove-peer of a live server: %v, want 409 naming --force", err)
+	}
+	if _, err := oc.Do("DELETE", "/v1/operator/raft/peers", map[string][]string{"id": {"s4"}, "force": {"true"}}, nil, nil); err != nil {
+		t.Fatalf("remove-peer --force: %v", err)
+	}
+	time.Sleep(2500 * time.Millisecond) // the leader reconciles every second
+	if ids := peerIDs(t, lc); len(ids) != 2 || slices.Contains(ids, "s4") {
+		t.Fatalf("raft peers %v after forced removal of live s4", ids)
+	}
+	if ts := leader.raft.State().ServerTombstones(); len(ts) != 1 || ts[0].ServerID != "s4" {
+		t.Fatalf("tombstones %v", ts)
+	}
+	if err := s4.Shutdown(); err != nil {
+		t.Logf("shutdown s4: %v", err)
+	}
+	waitUntil(t, 15*time.Second, "s4's tombstone cleared once it stopped", func() bool {
+		return len(leader.raft.State().ServerTombstones()) == 0
 	})
 }
 

@@ -972,33 +972,7 @@ func (s *Server) raftPeers(c echo.Context) error {
 	return s.reply(c, http.StatusOK, 0, peers)
 }
 
-func (s *Server) raftRemovePeer(c echo.Context) error {
-	id := c.QueryParam("id")
-	if id == "" {
-		return badRequest("id: the Raft ID of the server to remove is required (see `berth operator raft list-peers`)")
-	}
-	peers, err := s.raft.Peers()
-	if err != nil {
-		return err
-	}
-	found := false
-	for _, p := range peers {
-		if p.ID == id || p.Address == id {
-			id, found = p.ID, true
-			if p.Leader {
-				return conflict("server %s is the leader; stop it first, or remove it from another server after a new leader is elected", id)
-			}
-		}
-	}
-	if !found {
-		return notFound("server %q is not a Raft peer", id)
-	}
-	if err := s.raft.RemoveServer(id); err != nil {
-		return err
-	}
-	s.log.Info("removed raft peer", "peer", id)
-	return s.reply(c, http.StatusOK, 0, &api.WriteResponse{Index: s.raft.AppliedIndex()})
-}
+// raftRemovePeer is in http_operator.go.
 
 func (s *Server) members(c echo.Context) error {
 	leader := s.raft.LeaderAddr()

@@ -392,6 +392,7 @@ func (s *Server) watchMembers() {
 		case <-t.C:
 			s.maybeBootstrap()
 			if s.raft.IsLeader() {
+				s.clearTombstones()
 				s.reconcileServers()
 			}
 		}
@@ -500,7 +501,9 @@ func (s *Server) remotePeers(httpAddr string) ([]string, error) {
 
 // reconcileServers adds live gossip servers missing from the Raft
 // configuration (or whose address changed) as voters. Failed servers are
-// never added, so a server removed with remove-peer stays out while dead.
+// never added, so a server removed with remove-peer stays out while dead,
+// and neither are servers removed with remove-peer --force while alive
+// (tombstoned) until they stop.
 func (s *Server) reconcileServers() {
 	peers, err := s.raft.Peers()
 	if err != nil {
@@ -510,8 +513,12 @@ func (s *Server) reconcileServers() {
 	for _, p := range peers {
 		have[p.ID] = p.Address
 	}
+	removed := map[string]bool{} // remove-peer --force while it ran
+	for _, ts := range s.raft.State().ServerTombstones() {
+		removed[ts.ServerID] = true
+	}
 	for _, m := range s.aliveServers() {
-		if m.Status != gossip.StatusAlive {
+		if m.Status != gossip.StatusAlive || removed[m.Meta.ServerID] {
 			continue
 		}
 		if addr, ok := have[m.Meta.ServerID]; ok && addr == m.Meta.RaftAddr {

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 
 	"github.com/spf13/cobra"
 
@@ -66,11 +68,17 @@ func newRaftListPeersCmd() *cobra.Command {
 }
 
 func newRaftRemovePeerCmd() *cobra.Command {
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "remove-peer ID",
 		Short: "Remove a server (by Raft ID) from the Raft configuration",
 		Long: `Remove a dead server from the Raft configuration so that the rest keep a
-quorum. The ID is the first column of 'berth operator raft list-peers'.`,
+quorum. The ID is the first column of 'berth operator raft list-peers'.
+
+A server that is still running (alive in gossip) is refused: the leader
+adds every live server back to the configuration. Stop it first, or pass
+--force: the server is then kept out until it stops, and joins again when
+it is next started.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := outputFormat(cmd); err != nil {
@@ -80,7 +88,12 @@ quorum. The ID is the first column of 'berth operator raft list-peers'.`,
 			if err != nil {
 				return err
 			}
-			resp, err := c.Operator().RemoveRaftPeer(args[0])
+			resp := &api.WriteResponse{}
+			if force {
+				_, err = c.Do(http.MethodDelete, "/v1/operator/raft/peers", url.Values{"id": {args[0]}, "force": {"true"}}, nil, resp)
+			} else {
+				resp, err = c.Operator().RemoveRaftPeer(args[0])
+			}
 			if err != nil {
 				return fmt.Errorf("remove raft peer %q: %w", args[0], err)
 			}
@@ -90,6 +103,7 @@ quorum. The ID is the first column of 'berth operator raft list-peers'.`,
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove the server even though it is running, and keep it out until it stops")
 	addFormatFlag(cmd)
 	return cmd
 }
