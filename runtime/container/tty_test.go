@@ -229,3 +229,18 @@ func TestExecOnPTY(t *testing.T) {
 		t.Errorf("output %q, want /dev/pts/N, 21 33 and a controlling terminal", got)
 	}
 }
+
+// The terminal belongs to the user the command runs as, and output of a
+// command that nobody attached to still reaches the log.
+func TestTTYOwnedByUser(t *testing.T) {
+	m := newManager(t)
+	spec := testSpec(t, `id -u; stat -c %u "$(tty)"`)
+	spec.Tty, spec.User = true, "1000"
+	start(t, m, spec)
+	if ex := waitExit(t, m, spec.ID); ex.Code != 0 {
+		t.Fatalf("exit %d (%s)", ex.Code, ex.Error)
+	}
+	if out, _ := readLogs(t, m, spec.ID); out != "1000\r\n1000\r\n" {
+		t.Errorf("uid and terminal owner %q, want 1000 twice", out)
+	}
+}
