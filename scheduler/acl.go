@@ -277,9 +277,17 @@ func (s *Server) enforce(next echo.HandlerFunc) echo.HandlerFunc {
 		if !s.aclEnabled() {
 			return next(c)
 		}
-		a, err := s.resolveToken(requestToken(c.Request()))
+		secret := requestToken(c.Request())
+		a, err := s.resolveToken(secret)
 		if err != nil {
 			return err
+		}
+		if secret != "" && a.accessor == "" && !s.raft.IsLeader() && c.Request().Header.Get(headerForwarded) == "" {
+			// A token made a moment ago may not have reached this
+			// follower yet: the leader decides.
+			if _, lerr := s.leaderHTTPAddr(); lerr == nil {
+				return s.forward(c)
+			}
 		}
 		c.Set(ctxAuthz, a)
 		rule, ok := lookupRule(c.Request().Method, c.Path())

@@ -57,8 +57,9 @@ var agentRules = []agentRule{
 	{"GET", "/images/save", agentCluster, ""},
 	{"GET", "/images/:ref", agentCluster, ""},
 	{"GET", "/images/:ref/history", agentCluster, ""},
+	{"GET", "/images/*", agentCluster, ""}, // references with '/' in them
 	{"POST", "/images/*", agentGlobal, api.CapSubmit},
-	{"DELETE", "/images/:ref", agentGlobal, api.CapSubmit},
+	{"DELETE", "/images/*", agentGlobal, api.CapSubmit},
 	{"GET", "/volumes", agentCluster, ""},
 	{"GET", "/volumes/:name", agentCluster, ""},
 	{"POST", "/volumes", agentGlobal, api.CapSubmit},

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -298,6 +299,10 @@ func TestACLAgentProxyRoutes(t *testing.T) {
 		{"logs of unknown container", http.MethodGet, "/v1/nodes/n1/agent/containers/feedface/logs", mgmtOnly},
 		{"list containers", http.MethodGet, "/v1/nodes/n1/agent/containers", withToken},
 		{"list images", http.MethodGet, "/v1/nodes/n1/agent/images", readers},
+		{"inspect image", http.MethodGet, "/v1/nodes/n1/agent/images/busybox:latest", readers},
+		{"inspect image with slashes", http.MethodGet, "/v1/nodes/n1/agent/images/reg:5000/a/b:1", readers},
+		{"inspect escaped image", http.MethodGet, "/v1/nodes/n1/agent/images/reg:5000%2Fa%2Fb:1", readers},
+		{"remove image with slashes", http.MethodDelete, "/v1/nodes/n1/agent/images/reg:5000/a/b:1", mgmtOnly},
 		{"pull image", http.MethodPost, "/v1/nodes/n1/agent/images/pull", mgmtOnly},
 		{"create volume", http.MethodPost, "/v1/nodes/n1/agent/volumes", mgmtOnly},
 		{"system prune", http.MethodPost, "/v1/nodes/n1/agent/system/prune", mgmtOnly},
@@ -550,4 +555,56 @@ func readAudit(t *testing.T, s *Server) []AuditRecord {
 		out = append(out, r)
 	}
 	return out
+}
+
+// TestACLThroughFollowers: ACL requests reach the leader through
+// followers with their token (writes and consistent reads are
+// forwarded), and a token made a moment ago works on a follower that
+// has not applied it yet.
+func TestACLThroughFollowers(t *testing.T) {
+	s1 := startServer(t, clusterConfig(t, "s1", 3))
+	s2 := startServer(t, clusterConfig(t, "s2", 3, s1.GossipAddr()))
+	s3 := startServer(t, clusterConfig(t, "s3", 3, s2.GossipAddr()))
+	servers := []*Server{s1, s2, s3}
+	leader := findLeader(t, servers)
+	var followers []*Server
+	for _, s := range servers {
+		if s != leader {
+			followers = append(followers, s)
+		}
+	}
+	waitUntil(t, 10*time.Second, "followers know the leader's address", func() bool {
+		for _, f := range followers {
+			if _, err := f.leaderHTTPAddr(); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	mgmt, _ := bootstrapACL(t, followers[0])
+	if err := mgmt.ACL().ApplyPolicy(&api.ACLPolicy{Name: "web", Rules: []api.ACLRule{
+		{JobPrefix: "web-", Capabilities: []string{api.CapRead, api.CapSubmit}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		tk, err := mgmt.ACL().CreateToken(&api.ACLTokenCreateRequest{Policies: []string{"web"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := client(t, followers[1])
+		c.SetToken(tk.SecretID)
+		name := fmt.Sprintf("web-%d", i)
+		if _, err := c.Jobs().Register(simpleJob(name, 1, 100, 64)); err != nil {
+			t.Fatalf("register %s with a fresh token through a follower: %v", name, err)
+		}
+		if _, _, err := c.Jobs().Info(name, nil); err != nil {
+			t.Fatalf("read %s through a follower: %v", name, err)
+		}
+		_, err = c.Jobs().Register(simpleJob(fmt.Sprintf("db-%d", i), 1, 100, 64))
+		checkStatus(t, err, http.StatusForbidden)
+	}
+	anon := client(t, followers[1])
+	anon.SetToken("")
+	_, _, err := anon.Jobs().List(nil)
+	checkStatus(t, err, http.StatusForbidden)
 }
