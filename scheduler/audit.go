@@ -39,7 +39,7 @@ type AuditRecord struct {
 
 // auditLogPath is where this server writes its audit log.
 func (s *Server) auditLogPath() string {
-	if p := configAuditLog(&s.cfg); p != "" {
+	if p := s.cfg.AuditLog; p != "" {
 		return p
 	}
 	return filepath.Join(s.cfg.DataDir, "server", "audit.log")
@@ -121,8 +121,6 @@ func (s *Server) writeAudit(rec *AuditRecord) {
 	_ = f.Close()
 }
 
-// configAuditLog is Config's --audit-log.
-func configAuditLog(c *Config) string { return c.AuditLog }
 
 // submitsPrivileged reports whether a request registers a job with a
 // privileged task (the body is put back for the handler).

@@ -53,7 +53,7 @@ var (
 
 // secretsKeyPath is the key file of this server.
 func (s *Server) secretsKeyPath() string {
-	if p := configSecretsKeyFile(&s.cfg); p != "" {
+	if p := s.cfg.SecretsKeyFile; p != "" {
 		return p
 	}
 	return filepath.Join(s.cfg.DataDir, "server", secretKeyFile)
@@ -356,5 +356,3 @@ func (s *Server) revealSecrets(body []byte) []byte {
 	return append(out, '\n')
 }
 
-// configSecretsKeyFile is Config's --secrets-key-file.
-func configSecretsKeyFile(c *Config) string { return c.SecretsKeyFile }
