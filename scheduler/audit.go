@@ -121,7 +121,6 @@ func (s *Server) writeAudit(rec *AuditRecord) {
 	_ = f.Close()
 }
 
-
 // submitsPrivileged reports whether a request registers a job with a
 // privileged task (the body is put back for the handler).
 func submitsPrivileged(c echo.Context) bool {

@@ -355,4 +355,3 @@ func (s *Server) revealSecrets(body []byte) []byte {
 	}
 	return append(out, '\n')
 }
-
