@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -140,12 +141,17 @@ func ContextTar(dir, dockerfile string, w io.Writer) error {
 	return tw.Close()
 }
 
+// maxContextBytes bounds what ExtractContext writes (a sparse entry in a
+// small tar can claim terabytes).
+var maxContextBytes int64 = 64 << 30
+
 // ExtractContext unpacks a context tar (as ContextTar writes it) into
 // dir. Entries that would land outside dir (absolute names, "..",
 // paths through symlinks) and device nodes are refused with
 // ErrBadContext.
 func ExtractContext(r io.Reader, dir string) error {
 	tr := tar.NewReader(r)
+	written := int64(0)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -153,6 +159,9 @@ func ExtractContext(r io.Reader, dir string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBadContext, err)
+		}
+		if written += hdr.Size; hdr.Size < 0 || written > maxContextBytes {
+			return fmt.Errorf("%w: the context is larger than %d bytes", ErrBadContext, maxContextBytes)
 		}
 		name := filepath.ToSlash(hdr.Name)
 		clean := path.Clean(strings.TrimPrefix(name, "./"))
@@ -167,6 +176,13 @@ func ExtractContext(r io.Reader, dir string) error {
 			return err
 		}
 		mode := os.FileMode(hdr.Mode) & os.ModePerm
+		// Whatever sits at target is replaced, never written through: a
+		// symlink there could point anywhere.
+		if fi, err := os.Lstat(target); err == nil && !(fi.IsDir() && hdr.Typeflag == tar.TypeDir) {
+			if err := os.RemoveAll(target); err != nil {
+				return fmt.Errorf("build: context: %w", err)
+			}
+		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(target, 0o755); err != nil {
@@ -177,7 +193,7 @@ func ExtractContext(r io.Reader, dir string) error {
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return fmt.Errorf("build: context: %w", err)
 			}
-			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode|0o600)
+			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode|0o600)
 			if err != nil {
 				return fmt.Errorf("build: context: %w", err)
 			}
@@ -194,7 +210,6 @@ func ExtractContext(r io.Reader, dir string) error {
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return fmt.Errorf("build: context: %w", err)
 			}
-			os.Remove(target)
 			if err := os.Symlink(hdr.Linkname, target); err != nil {
 				return fmt.Errorf("build: context: %w", err)
 			}

@@ -234,7 +234,9 @@ func matchSources(root string, pats []string, ign *ignorer) ([]source, error) {
 			if ign.ignored(r) {
 				continue
 			}
-			abs := filepath.Join(root, filepath.FromSlash(r))
+			// Parents resolve inside root, as the build would see them: a
+			// symlink in the context never leads out of it.
+			abs := filepath.Join(root, resolveIn(root, path.Dir("/"+r)), path.Base(r))
 			fi, err := os.Lstat(abs)
 			if err != nil {
 				continue
