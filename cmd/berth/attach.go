@@ -131,7 +131,7 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 	// hangup or SIGTERM with a terminal ends the session (the deferred
 	// restore puts the terminal back).
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 	var killedBy atomic.Int32
 	sigDone := make(chan struct{})
