@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -57,6 +58,7 @@ when it ends.`,
 		},
 	}
 	cmd.Flags().BoolVar(&noStdin, "no-stdin", false, "do not send this terminal's input")
+	cmd.Flags().String("detach-keys", defaultDetachKeys, "the keys that detach from a terminal")
 	addAddressFlag(cmd)
 	return cmd
 }
@@ -75,11 +77,41 @@ func exitWith(code int, err error) error {
 // errDetached marks a session the user left with the detach keys.
 var errDetached = errors.New("detached")
 
-// Detach keys, as docker's default: ctrl-p then ctrl-q.
-const (
-	detachKey1 = 0x10
-	detachKey2 = 0x11
-)
+// defaultDetachKeys is docker's default: ctrl-p then ctrl-q.
+const defaultDetachKeys = "ctrl-p,ctrl-q"
+
+// parseDetachKeys reads docker's --detach-keys: a comma-separated sequence
+// of single characters and ctrl-X (X a letter or one of @ [ \ ] ^ _).
+func parseDetachKeys(spec string) ([]byte, error) {
+	if spec == "" {
+		spec = defaultDetachKeys
+	}
+	var keys []byte
+	for _, k := range strings.Split(spec, ",") {
+		lower := strings.ToLower(k)
+		switch {
+		case len(k) == 1 && k[0] >= 0x20 && k[0] < 0x7f:
+			keys = append(keys, k[0])
+		case len(k) == 6 && strings.HasPrefix(lower, "ctrl-") && lower[5] >= 'a' && lower[5] <= 'z':
+			keys = append(keys, lower[5]-'a'+1)
+		case len(k) == 6 && strings.HasPrefix(lower, "ctrl-") && strings.IndexByte("@[\\]^_", k[5]) >= 0:
+			keys = append(keys, k[5]-'@')
+		default:
+			return nil, fmt.Errorf("invalid --detach-keys %q: want a comma-separated list of characters and ctrl-X (X a letter or one of @[\\]^_), such as %s", spec, defaultDetachKeys)
+		}
+	}
+	return keys, nil
+}
+
+// detachKeysOf returns the command's --detach-keys (the default when it
+// has no such flag).
+func detachKeysOf(cmd *cobra.Command) ([]byte, error) {
+	spec := ""
+	if f := cmd.Flags().Lookup("detach-keys"); f != nil {
+		spec = f.Value.String()
+	}
+	return parseDetachKeys(spec)
+}
 
 // interact runs one interactive session: it opens the stream with open,
 // puts this terminal in raw mode when tty is set and stdin is a terminal
@@ -94,6 +126,10 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 	inFile, _ := in.(*os.File)
 	outFile, _ := out.(*os.File)
 	if err := checkTTYInput(cmd, tty, stdin); err != nil {
+		return 0, err
+	}
+	keys, err := detachKeysOf(cmd)
+	if err != nil {
 		return 0, err
 	}
 	local := tty && stdinTerminal(cmd)
@@ -160,7 +196,11 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 	detached := make(chan struct{})
 	if stdin {
 		go func() {
-			if err := copyInput(s, in, local && stdin); errors.Is(err, errDetached) {
+			var detach []byte
+			if local && stdin {
+				detach = keys
+			}
+			if err := copyInput(s.Stdin, in, detach); errors.Is(err, errDetached) {
 				close(detached)
 				s.Close()
 				return
@@ -214,36 +254,46 @@ func checkTTYInput(cmd *cobra.Command, tty, stdin bool) error {
 	return nil
 }
 
-// copyInput sends in to the stream. With detach set it watches for ctrl-p
-// ctrl-q and returns errDetached when it sees them (a ctrl-p followed by
-// anything else is sent as typed).
-func copyInput(s *api.AttachStream, in io.Reader, detach bool) error {
+// copyInput sends in to the stream with send. With detach keys it watches for
+// them and returns errDetached when they come in sequence (a partial
+// sequence followed by anything else is sent as typed).
+func copyInput(send func([]byte) error, in io.Reader, detach []byte) error {
 	buf := make([]byte, 32<<10)
-	pending := false // a ctrl-p held back
+	matched := 0 // how much of detach was typed last, held back
 	for {
 		n, err := in.Read(buf)
 		if n > 0 {
 			p := buf[:n]
-			if detach {
-				out := make([]byte, 0, n+1)
+			if len(detach) > 0 {
+				out := make([]byte, 0, n+len(detach))
+				done := false
 				for _, b := range p {
-					switch {
-					case pending && b == detachKey2:
-						return errDetached
-					case pending:
-						out = append(out, detachKey1)
-						pending = false
+					if b != detach[matched] {
+						out = append(out, detach[:matched]...)
+						matched = 0
 					}
-					if b == detachKey1 {
-						pending = true
+					if b == detach[matched] {
+						if matched++; matched == len(detach) {
+							done = true
+							break
+						}
 						continue
 					}
 					out = append(out, b)
 				}
+				if done {
+					// What came before the keys is still the user's input.
+					if len(out) > 0 {
+						if werr := send(out); werr != nil {
+							return werr
+						}
+					}
+					return errDetached
+				}
 				p = out
 			}
 			if len(p) > 0 {
-				if werr := s.Stdin(p); werr != nil {
+				if werr := send(p); werr != nil {
 					return werr
 				}
 			}

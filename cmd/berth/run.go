@@ -85,6 +85,7 @@ rack=r1 for ${node.label.rack}.`,
 	fl.BoolVar(&f.rm, "rm", false, "remove the container (purge its job) when it exits")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and send this terminal's input to it")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "give the container a terminal (with -i: this one, in raw mode; ctrl-p ctrl-q detaches)")
+	fl.String("detach-keys", defaultDetachKeys, "the keys that detach from the container's terminal (-it)")
 	fl.StringVar(&f.name, "name", "", "container (job) name; unique in the cluster")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set environment variables (K=V, or K to pass this shell's value)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file of K=V lines")
@@ -702,6 +703,9 @@ func runMain(cmd *cobra.Command, f *runFlags, args []string) error {
 	}
 	if !f.detach {
 		if err := checkTTYInput(cmd, f.tty, f.interactive); err != nil {
+			return err
+		}
+		if _, err := detachKeysOf(cmd); err != nil {
 			return err
 		}
 	}
