@@ -74,6 +74,9 @@ func initMain() {
 
 func runInit(cfg *initConfig) error {
 	s := cfg.Spec
+	if s.UserNS != nil {
+		return failf(127, "%v: user namespaces need the C init (a build with cgo)", ErrNotSupported)
+	}
 	unix.Umask(0)
 	var netnsFD = -1
 	if strings.HasPrefix(s.Network, "/") {

@@ -104,6 +104,10 @@ func (m *Manager) Create(spec *Spec) (*Container, error) {
 			return nil, fmt.Errorf("container: create %s: %w", d, err)
 		}
 	}
+	if err := prepareUserNS(&s, dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	data, err := json.Marshal(&s)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -686,4 +690,29 @@ func (m *Manager) Logs(id string, opts LogOptions) (io.ReadCloser, error) {
 			return m.state(dir).Status != StatusRunning
 		},
 	})
+}
+
+// lowerDir, in a container's directory, holds a mount point per layer for
+// the idmapped layers of a container in a user namespace (mounted only in
+// the container's own mount namespace).
+const lowerDir = "lower"
+
+// prepareUserNS gives the container's root (the range's first host ID)
+// its writable layer and makes the idmapped layers' mount points.
+func prepareUserNS(s *Spec, dir string) error {
+	u := s.UserNS
+	if u == nil {
+		return nil
+	}
+	for _, d := range []string{upperDir, workDir} {
+		if err := os.Chown(filepath.Join(dir, d), int(u.HostID), int(u.HostID)); err != nil {
+			return fmt.Errorf("container: chown %s to the user namespace's root: %w", d, err)
+		}
+	}
+	for i := range s.Layers {
+		if err := os.MkdirAll(filepath.Join(dir, lowerDir, strconv.Itoa(i)), 0o755); err != nil {
+			return fmt.Errorf("container: create a layer mount point: %w", err)
+		}
+	}
+	return nil
 }

@@ -32,6 +32,10 @@ import (
 //	                            (KIND d) or a file (f); RO 1 remounts read-only
 //	mknod DST TYPE MAJOR MINOR MODE UID GID
 //	symlink TARGET DST
+//	userns HOSTID SIZE          make a user namespace mapping 0..SIZE-1 to
+//	                            HOSTID.. (joined just before the user drop)
+//	idmap SRC DST               mount layer SRC at DST through that mapping
+//	unprivports                 let the container's root bind ports < 1024
 //	pivot                       pivot_root into rootfs, detach the old root
 //	mask PATH                   /dev/null over a file, ro tmpfs over a directory
 //	ro PATH                     bind PATH read-only
@@ -80,6 +84,20 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 	for i, l := range s.Layers {
 		lower[len(s.Layers)-1-i] = l
 	}
+	// shift turns a container ID into the host's.
+	shift := func(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+	devData, ptsGID := "mode=755,size=65536k", "5"
+	if u := s.UserNS; u != nil {
+		p.op("userns", strconv.FormatUint(uint64(u.HostID), 10), strconv.FormatUint(uint64(u.Size), 10))
+		for i, l := range s.Layers {
+			staged := filepath.Join(dir, lowerDir, strconv.Itoa(i))
+			p.op("idmap", l, staged)
+			lower[len(s.Layers)-1-i] = staged
+		}
+		shift = func(id uint32) string { return strconv.FormatUint(uint64(u.HostID)+uint64(id), 10) }
+		devData += ",uid=" + shift(0) + ",gid=" + shift(0)
+		ptsGID = shift(5)
+	}
 	p.op("overlay", "lowerdir="+strings.Join(lower, ":")+",upperdir="+filepath.Join(dir, upperDir)+",workdir="+filepath.Join(dir, workDir))
 	mount := func(src, dst, fstype string, flags uintptr, data, kind string, ro bool) {
 		r := "0"
@@ -90,11 +108,11 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 	}
 	const nsne = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
 	mount("proc", "/proc", "proc", nsne, "", "d", false)
-	mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k", "d", false)
+	mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, devData, "d", false)
 	for _, d := range [][3]string{{"null", "1", "3"}, {"zero", "1", "5"}, {"full", "1", "7"}, {"random", "1", "8"}, {"urandom", "1", "9"}, {"tty", "5", "0"}} {
-		p.op("mknod", "/dev/"+d[0], "c", d[1], d[2], "438", "0", "0")
+		p.op("mknod", "/dev/"+d[0], "c", d[1], d[2], "438", shift(0), shift(0))
 	}
-	mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", "d", false)
+	mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid="+ptsGID, "d", false)
 	mount("shm", "/dev/shm", "tmpfs", nsne, "mode=1777,size=65536k", "d", false)
 	mount("mqueue", "/dev/mqueue", "mqueue", nsne, "", "d", false)
 	sysFlags := uintptr(nsne | unix.MS_RDONLY)
@@ -131,7 +149,7 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 			mode = 0o666
 		}
 		p.op("mknod", d.Path, string(d.Type), strconv.FormatInt(d.Major, 10), strconv.FormatInt(d.Minor, 10),
-			strconv.FormatUint(uint64(mode), 10), strconv.FormatUint(uint64(d.UID), 10), strconv.FormatUint(uint64(d.GID), 10))
+			strconv.FormatUint(uint64(mode), 10), shift(d.UID), shift(d.GID))
 	}
 	if s.Privileged {
 		devs, err := hostDevices()
@@ -147,6 +165,9 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 		}
 	}
 	p.op("pivot")
+	if s.UserNS != nil && s.Network != "host" {
+		p.op("unprivports")
+	}
 	if !s.Privileged {
 		for _, m := range maskedPaths {
 			p.op("mask", m)

@@ -110,6 +110,19 @@ type Spec struct {
 	// seccomp filter, a writable /sys and no masked /proc paths, like
 	// docker run --privileged.
 	Privileged bool
+	// UserNS, when set, runs the container in a user namespace: its
+	// users and groups 0..Size-1 are the host's HostID.. (unprivileged
+	// there), and the image's layers are mounted through the same
+	// mapping (idmapped mounts), so its root owns the image's files but
+	// nothing of the host's.
+	UserNS *IDMap
+}
+
+// IDMap maps container IDs 0..Size-1, users and groups alike, to host
+// IDs HostID..HostID+Size-1.
+type IDMap struct {
+	HostID uint32
+	Size   uint32
 }
 
 // Mount is a bind mount or a tmpfs inside the container.
@@ -277,6 +290,14 @@ func (s *Spec) Validate() error {
 	}
 	if err := CheckSeccomp(s.Seccomp); err != nil {
 		return err
+	}
+	if u := s.UserNS; u != nil {
+		if u.HostID == 0 || u.Size == 0 || uint64(u.HostID)+uint64(u.Size) > 1<<32-1 {
+			return fmt.Errorf("%w: user namespace range %d+%d must be a non-empty range of host IDs above 0", ErrInvalidSpec, u.HostID, u.Size)
+		}
+		if s.Privileged {
+			return fmt.Errorf("%w: a privileged container cannot run in a user namespace", ErrInvalidSpec)
+		}
 	}
 	if s.Privileged {
 		// Every device, as docker --privileged.

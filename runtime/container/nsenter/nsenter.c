@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -64,11 +65,25 @@ void berth_nsenter(int argc, char **argv) {
 		if (fds[i] < 0)
 			berth_fail("open", path);
 	}
+	/* A container in a user namespace: join it last, once the others
+	   (owned by the host's) are joined with the host's privileges. */
+	snprintf(path, sizeof(path), "/proc/%s/ns/user", pid);
+	int userfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (userfd < 0)
+		berth_fail("open", path);
+	struct stat theirs, ours;
+	if (fstat(userfd, &theirs) < 0 || stat("/proc/self/ns/user", &ours) < 0)
+		berth_fail("stat", path);
 	for (int i = 0; i < 5; i++) {
 		if (setns(fds[i], 0) < 0)
 			berth_fail("setns", names[i]);
 		close(fds[i]);
 	}
+	if (theirs.st_ino != ours.st_ino || theirs.st_dev != ours.st_dev) {
+		if (setns(userfd, CLONE_NEWUSER) < 0)
+			berth_fail("setns", "user");
+	}
+	close(userfd);
 	unsetenv("_BERTH_NSENTER_PID");
 	pid_t child = fork();
 	if (child < 0)

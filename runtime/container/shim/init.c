@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* reset_signal puts sig back to its default disposition. It calls the
@@ -610,6 +611,88 @@ static void install_filter(void) {
 		fail(127, "install the seccomp filter: %s", strerror(errno));
 }
 
+/* User namespaces. "userns HOSTID SIZE" makes a user namespace mapping
+   container IDs 0..SIZE-1 to host IDs HOSTID.. (a helper child unshares
+   it and this process, still root on the host, writes its maps), kept by
+   userns_fd. "idmap SRC DST" mounts the layer SRC at DST through that
+   mapping, so the overlay shows the image's root-owned files as the
+   container root's. Init does every mount as host root and joins the
+   namespace last, just before it drops to the user: the container's root
+   is then an unprivileged host user with no power over host-owned files. */
+static int userns_fd = -1;
+
+static void write_file(const char *path, const char *data) {
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail(127, "user namespace: open %s: %s", path, strerror(errno));
+	if (write(fd, data, strlen(data)) != (ssize_t)strlen(data))
+		fail(127, "user namespace: write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void make_userns(void) {
+	unsigned long host = strtoul(next(), NULL, 10), size = strtoul(next(), NULL, 10);
+	int ready[2], done[2];
+	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0)
+		fail(127, "user namespace: pipe: %s", strerror(errno));
+	pid_t c = fork();
+	if (c < 0)
+		fail(127, "user namespace: fork: %s", strerror(errno));
+	if (c == 0) {
+		close(ready[0]);
+		close(done[1]);
+		/* /proc is still the host's here: tell the parent our pid there. */
+		char self[32] = "";
+		if (unshare(CLONE_NEWUSER) < 0 || readlink("/proc/self", self, sizeof(self) - 1) < 0)
+			_exit(1);
+		if (write(ready[1], self, strlen(self)) < 0)
+			_exit(1);
+		char b;
+		while (read(done[0], &b, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(ready[1]);
+	close(done[0]);
+	char pid[32] = "";
+	ssize_t n = read(ready[0], pid, sizeof(pid) - 1);
+	if (n <= 0)
+		fail(127, "user namespace: the helper failed to unshare");
+	pid[n] = '\0';
+	char path[64], map[64];
+	snprintf(map, sizeof(map), "0 %lu %lu\n", host, size);
+	snprintf(path, sizeof(path), "/proc/%s/uid_map", pid);
+	write_file(path, map);
+	snprintf(path, sizeof(path), "/proc/%s/gid_map", pid);
+	write_file(path, map);
+	snprintf(path, sizeof(path), "/proc/%s/ns/user", pid);
+	userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (userns_fd < 0)
+		fail(127, "user namespace: open %s: %s", path, strerror(errno));
+	close(done[1]);
+	close(ready[0]);
+	while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+static void do_idmap(void) {
+	const char *src = next(), *dst = next();
+	if (userns_fd < 0)
+		fail(127, "idmap %s: no user namespace", src);
+	int fd = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (fd < 0)
+		fail(127, "idmap %s: open_tree: %s", src, strerror(errno));
+	struct mount_attr attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.attr_set = MOUNT_ATTR_IDMAP;
+	attr.userns_fd = (uint64_t)userns_fd;
+	if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+		fail(127, "idmap %s: mount_setattr (the filesystem must support idmapped mounts): %s", src, strerror(errno));
+	if (syscall(SYS_move_mount, fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		fail(127, "idmap %s: move_mount to %s: %s", src, dst, strerror(errno));
+	close(fd);
+}
+
 static void run_plan(void) {
 	int nnp = 0;
 	unsigned long long caps = 0;
@@ -634,6 +717,15 @@ static void run_plan(void) {
 				fail(127, "make / private: %s", strerror(errno));
 		} else if (!strcmp(op, "rootfs")) {
 			snprintf(rootfs, sizeof(rootfs), "%s", next());
+		} else if (!strcmp(op, "userns")) {
+			make_userns();
+		} else if (!strcmp(op, "idmap")) {
+			do_idmap();
+		} else if (!strcmp(op, "unprivports")) {
+			/* In a user namespace the network namespace still belongs
+			   to the host's, so binding ports below 1024 would need a
+			   host capability; docker opens them all instead. */
+			write_file("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
 		} else if (!strcmp(op, "overlay")) {
 			const char *data = next();
 			if (mount("overlay", rootfs, "overlay", 0, data) < 0)
@@ -735,6 +827,11 @@ static void run_plan(void) {
 	   /proc/self/fd/N naming a descriptor still open here): close for
 	   good every descriptor but stdio and the status pipe (4, which
 	   closes on exec). */
+	if (userns_fd >= 0) {
+		if (setns(userns_fd, CLONE_NEWUSER) < 0)
+			fail(127, "join the user namespace: %s", strerror(errno));
+		close(userns_fd);
+	}
 	if (syscall(SYS_close_range, 5U, ~0U, 0U) < 0)
 		fail(127, "close inherited descriptors: %s", strerror(errno));
 	/* Without no_new_privs only CAP_SYS_ADMIN may load a filter, so
