@@ -1,11 +1,9 @@
 package agent
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -74,14 +72,11 @@ func (a *Agent) handleBuild(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	dir, err := b.TempDir("context-")
+	dir, release, err := b.Context(c.Request().Body)
 	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := build.ExtractContext(bufio.NewReaderSize(c.Request().Body, 1<<20), dir); err != nil {
 		return buildErr(err)
 	}
+	defer release()
 	ctx := c.Request().Context()
 	remote := a.remoteOptions(req.Insecure, req.Auth)
 	opts := build.Options{

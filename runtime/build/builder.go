@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -90,6 +91,7 @@ type Builder struct {
 	ctrRoot    string
 	tmp        string
 	log        *slog.Logger
+	contexts   *contextCache
 }
 
 // DefaultShell is what shell-form RUN, CMD and ENTRYPOINT run under
@@ -101,10 +103,14 @@ var DefaultShell = []string{"/bin/sh", "-c"}
 // DATA_DIR/build). Containers a killed builder left behind are removed.
 func New(images *image.Store, dir string) (*Builder, error) {
 	b := &Builder{
-		images:  images,
-		ctrRoot: filepath.Join(dir, "containers"),
-		tmp:     filepath.Join(dir, "tmp"),
-		log:     slog.Default().With("component", "build"),
+		images:   images,
+		ctrRoot:  filepath.Join(dir, "containers"),
+		tmp:      filepath.Join(dir, "tmp"),
+		log:      slog.Default().With("component", "build"),
+		contexts: &contextCache{dir: filepath.Join(dir, "contexts"), refs: map[string]int{}, busy: map[string]*sync.Mutex{}},
+	}
+	if err := os.MkdirAll(b.contexts.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
 	}
 	if err := os.RemoveAll(b.tmp); err != nil {
 		return nil, fmt.Errorf("build: clean %s: %w", b.tmp, err)

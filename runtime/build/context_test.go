@@ -4,11 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 type ctxEntry struct {
@@ -139,4 +142,52 @@ func FuzzExtractContext(f *testing.F) {
 		}
 		outsideUntouched(t, parent)
 	})
+}
+
+func TestContextReuse(t *testing.T) {
+	dir := t.TempDir()
+	b := &Builder{tmp: filepath.Join(dir, "tmp"), contexts: &contextCache{dir: filepath.Join(dir, "contexts"), refs: map[string]int{}, busy: map[string]*sync.Mutex{}}}
+	os.MkdirAll(b.tmp, 0o700)
+	os.MkdirAll(b.contexts.dir, 0o700)
+	one := ctxTar(t, ctxEntry{name: "a", body: "1"})
+	d1, rel1, err := b.Context(bytes.NewReader(one))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A marker shows whether the second upload is unpacked again.
+	os.WriteFile(filepath.Join(d1, "marker"), nil, 0o644)
+	d2, rel2, err := b.Context(bytes.NewReader(one))
+	if err != nil || d2 != d1 {
+		t.Fatalf("same upload: %s %v, want %s", d2, err, d1)
+	}
+	if _, err := os.Stat(filepath.Join(d2, "marker")); err != nil {
+		t.Fatal("the same context was unpacked again")
+	}
+	rel1()
+	rel2()
+	// Uploads that differ get their own trees; only keepContexts unused
+	// ones stay.
+	var dirs []string
+	for i := 0; i < keepContexts+3; i++ {
+		d, rel, err := b.Context(bytes.NewReader(ctxTar(t, ctxEntry{name: "a", body: fmt.Sprint(i)})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(d, "a")); string(b) != fmt.Sprint(i) {
+			t.Fatalf("context %d holds %q", i, b)
+		}
+		dirs = append(dirs, d)
+		time.Sleep(10 * time.Millisecond)
+		rel()
+	}
+	ents, _ := os.ReadDir(b.contexts.dir)
+	if len(ents) != keepContexts {
+		t.Fatalf("%d contexts kept, want %d", len(ents), keepContexts)
+	}
+	if _, err := os.Stat(dirs[len(dirs)-1]); err != nil {
+		t.Fatal("the newest context was pruned")
+	}
+	if _, _, err := b.Context(bytes.NewReader([]byte("not a tar at all, but long enough to be read as a header............................................................................................................................................................................................................................................................................................................................................................................................................................................................................................................................"))); !errors.Is(err, ErrBadContext) {
+		t.Fatalf("bad upload: %v", err)
+	}
 }
