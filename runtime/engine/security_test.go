@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -95,5 +96,61 @@ func TestApplySecurity(t *testing.T) {
 	}
 	if buf.Len() != 0 {
 		t.Errorf("unprivileged start logged %q", buf.String())
+	}
+}
+
+func TestUserNSRange(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, uid, gid string
+		want           *container.IDMap
+	}{
+		{"none", "", "", &DefaultUserNSRange},
+		{"both", "alice:100000:65536\nberth:231072:65536\n", "berth:231072:65536\n", &container.IDMap{HostID: 231072, Size: 65536}},
+		{"differ", "berth:231072:65536\n", "berth:300000:65536\n", nil},
+		{"only one", "berth:231072:65536\n", "alice:1:2\n", nil},
+		{"bad", "berth:x:65536\n", "berth:x:65536\n", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u, g := dir+"/missing-uid", dir+"/missing-gid"
+			if tc.uid != "" {
+				u = write(tc.name+".uid", tc.uid)
+			}
+			if tc.gid != "" {
+				g = write(tc.name+".gid", tc.gid)
+			}
+			got, err := UserNSRange(u, g)
+			if tc.want == nil {
+				if err == nil {
+					t.Errorf("got %+v, want an error", got)
+				}
+				return
+			}
+			if err != nil || *got != *tc.want {
+				t.Errorf("got %+v %v, want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestApplySecurityUserns(t *testing.T) {
+	var spec container.Spec
+	if err := applySecurity(&TaskRequest{ID: "c", Task: &api.Task{Userns: "private"}}, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.UserNS == nil || spec.UserNS.Size == 0 {
+		t.Errorf("userns private: spec.UserNS %+v", spec.UserNS)
+	}
+	spec = container.Spec{}
+	if err := applySecurity(&TaskRequest{ID: "c", Task: &api.Task{Userns: "host"}}, &spec); err != nil || spec.UserNS != nil {
+		t.Errorf("userns host: %+v %v", spec.UserNS, err)
 	}
 }
