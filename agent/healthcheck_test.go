@@ -53,7 +53,7 @@ func TestHealthState(t *testing.T) {
 		{false, 5 * time.Second, HealthStarting, false},
 		{true, 6 * time.Second, HealthHealthy, true},
 		{false, 11 * time.Second, HealthHealthy, false}, // one failure of two
-		{true, 12 * time.Second, HealthHealthy, false}, // the streak is reset
+		{true, 12 * time.Second, HealthHealthy, false},  // the streak is reset
 		{false, 13 * time.Second, HealthHealthy, false},
 		{false, 14 * time.Second, HealthUnhealthy, true},
 		{false, 15 * time.Second, HealthUnhealthy, false},
