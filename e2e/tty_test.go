@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // ptySession is the CLI run on a terminal this test holds, as a person at
@@ -316,5 +320,34 @@ func TestRunInteractiveTerminalThroughFollower(t *testing.T) {
 	s.expect(`via-7\r\n`)
 	if code := s.exit(); code != 9 {
 		t.Errorf("berth run -it through follower %s exited %d, want 9; terminal: %q", follower.name, code, s.output())
+	}
+}
+
+// With mutual TLS everywhere, the upgraded stream still passes: CLI to
+// server and server to agent stay on HTTP/1.1, where upgrades exist.
+func TestRunInteractiveTerminalTLS(t *testing.T) {
+	tn := newTestNet(t, 2)
+	pki := tn.EnableTLS()
+	sh, ah := tn.Hosts[0], tn.Hosts[1]
+	tn.Start(sh, "server", append([]string{"server", "--bind", sh.IP, "--node-name", "s1", "--bootstrap-expect", "1",
+		"--data-dir", filepath.Join(sh.Dir, "server")}, tn.SecurityArgs("server")...)...)
+	tn.Start(ah, "agent", append([]string{"agent", "--bind", ah.IP, "--node-name", "a1", "--data-dir", filepath.Join(ah.Dir, "agent"),
+		"--join", sh.IP + ":9472"}, tn.SecurityArgs("agent")...)...)
+	addr := "https://" + sh.IP + ":9470"
+	Eventually(t, 60*time.Second, "a ready node", func() error {
+		if r := tn.CLI(addr, "node", "ls"); r.Code != 0 || !strings.Contains(r.Stdout, "ready") {
+			return fmt.Errorf("node ls: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		return nil
+	})
+	if r := tn.CLI(addr, "image", "import", "--node", "a1", testutil.BusyboxTar(t), "busybox:latest"); r.Code != 0 {
+		t.Fatalf("image import: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	s := onPTYEnv(t, tn.bin, append([]string{"BERTH_ADDR=" + addr}, pki.CLIEnv()...), "run", "-it", "--rm", "busybox", "sh")
+	s.expect(`/ # `)
+	s.typeIn("echo tls-$((2+2)); exit 8\r")
+	s.expect(`tls-4\r\n`)
+	if code := s.exit(); code != 8 {
+		t.Errorf("berth run -it over TLS exited %d, want 8; terminal: %q", code, s.output())
 	}
 }
