@@ -458,6 +458,15 @@ func TestBuildNetworkNone(t *testing.T) {
 	if got := strings.TrimSpace(rec.out.String()); got == "lo" {
 		t.Fatalf("host network: interfaces %q, want the host's", got)
 	}
+	// RUN --network=none overrides the build's host network.
+	flagCtx := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --network=none ls /sys/class/net | sort | tr '\\n' ' '\n"})
+	_, rec, err = fx.build(t, Options{ContextDir: flagCtx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(rec.out.String()); got != "lo" {
+		t.Fatalf("RUN --network=none: interfaces %q, want lo only", got)
+	}
 	if _, _, err := fx.build(t, Options{ContextDir: ctxDir, Network: "bridge"}); !errors.Is(err, ErrOptions) {
 		t.Fatalf("bad network: %v", err)
 	}

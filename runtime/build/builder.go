@@ -587,7 +587,7 @@ func (j *job) runCommand(ctx context.Context, si int, st *stage, c instructions.
 	case *instructions.RunCommand:
 		args := j.runArgs(st, c)
 		env := j.runEnv(st)
-		key := cacheKey(parent, "run", string(desc), strings.Join(args, "\x01"), strings.Join(env, "\x01"))
+		key := cacheKey(parent, "run", string(desc), strings.Join(args, "\x01"), strings.Join(env, "\x01"), runNetwork(c, j.opts.Network))
 		if next, hit = j.lookup(key); !hit {
 			next, err = j.runStep(ctx, st, c, args, env, key)
 		}
@@ -646,6 +646,17 @@ func shellForm(cfg *v1.ConfigFile, l instructions.ShellDependantCmdLine) []strin
 
 func (j *job) runArgs(st *stage, c *instructions.RunCommand) []string {
 	return shellForm(st.res.cfg, c.ShellDependantCmdLine)
+}
+
+// runNetwork is a RUN's network: its --network flag, else the build's.
+func runNetwork(c *instructions.RunCommand, def string) string {
+	switch instructions.GetNetwork(c) {
+	case instructions.NetworkNone:
+		return "none"
+	case instructions.NetworkHost:
+		return "host"
+	}
+	return def
 }
 
 // runEnv is a RUN's environment: the image's ENV, then the ARGs in scope

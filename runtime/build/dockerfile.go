@@ -77,8 +77,10 @@ func checkCommand(c instructions.Command) error {
 		if len(c.Files) > 0 {
 			return lineError(line, "RUN with a here-document is not supported; write the commands inline")
 		}
-		if len(c.FlagsUsed) > 0 {
-			return lineError(line, "RUN --%s is not supported", c.FlagsUsed[0])
+		for _, f := range c.FlagsUsed {
+			if f != "network" {
+				return lineError(line, "RUN --%s is not supported", f)
+			}
 		}
 	case *instructions.CopyCommand:
 		if len(c.SourceContents) > 0 {

@@ -22,6 +22,8 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"ADD url", "FROM busybox\nADD https://example.com/x /x\n", "line 2"},
 		{"heredoc", "FROM busybox\nRUN <<EOF\necho hi\nEOF\n", "line 2"},
 		{"ENV without value", "FROM busybox\nENV\n", "line 2"},
+		{"RUN --mount", "FROM busybox\nRUN --mount=type=cache,target=/x true\n", "line 2"},
+		{"RUN --network bad", "FROM busybox\nRUN --network=bridge true\n", "line 2"},
 		{"bad json", "FROM busybox\nCMD [\"a\",\n", ""},
 	}
 	lineRE := regexp.MustCompile(`line \d+`)

@@ -120,7 +120,7 @@ func (j *job) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 	spec := &container.Spec{
 		ID: id, Layers: layers, Args: args, Env: env,
 		Cwd: parent.cfg.Config.WorkingDir, User: parent.cfg.Config.User,
-		Network: j.opts.Network,
+		Network: runNetwork(c, j.opts.Network),
 	}
 	if _, err := m.Create(spec); err != nil {
 		return nil, fmt.Errorf("build: RUN container: %w", err)
