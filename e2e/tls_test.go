@@ -108,6 +108,27 @@ func TestTLSCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("gossip without the key cannot join", func(t *testing.T) {
+		// A real agent with valid certificates but no gossip key, on the
+		// first server's host: the pool never lists it, so it never finds
+		// a server to register with.
+		h := tn.Hosts[0]
+		args := []string{"agent", "--bind", h.IP, "--node-name", "intruder", "--http-port", "9483", "--gossip-port", "9482",
+			"--data-dir", filepath.Join(h.Dir, "intruder"), "--join", tn.Hosts[1].IP + ":9472"}
+		p := tn.Start(h, "intruder", append(args, tn.SecurityArgs("agent")...)...)
+		time.Sleep(4 * time.Second)
+		if p.Exited() {
+			t.Fatalf("the keyless agent exited: %s", tailLines(p.Log(), 10))
+		}
+		for _, cmd := range [][]string{{"server", "members"}, {"node", "ls"}} {
+			r := tn.CLI(addr, cmd...)
+			if r.Code != 0 || strings.Contains(r.Stdout, "intruder") {
+				t.Fatalf("%s: exit %d, lists the keyless agent:\n%s%s", strings.Join(cmd, " "), r.Code, r.Stdout, r.Stderr)
+			}
+		}
+		tn.Kill(p)
+	})
+
 	t.Run("gossip keyring rotation", func(t *testing.T) {
 		newKey := strings.TrimSpace(tn.CLI("", "operator", "gossip", "keyring", "generate").Stdout)
 		for _, step := range [][]string{{"install", newKey}, {"use", newKey}, {"remove", key}} {
