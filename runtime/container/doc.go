@@ -38,5 +38,12 @@
 // nsenter subpackage's C constructor, which setns()es before the Go
 // runtime starts; binaries that use this package get it through its import.
 //
+// Containers run under Docker's default seccomp profile (package
+// runtime/seccomp) unless Spec.Seccomp says otherwise, with Docker's
+// capabilities and masked paths; Spec.Privileged, Spec.ReadonlyRootfs,
+// Spec.NoNewPrivileges and Spec.UserNS change that. The shim and init run
+// from a sealed memfd copy of the binary. README.md's Security section has
+// the details.
+//
 // Binaries must call reexec.Run first thing in main (tests in TestMain).
 package container
