@@ -474,3 +474,27 @@ func TestBuildNetworkNone(t *testing.T) {
 		t.Fatalf("foreign platform: %v", err)
 	}
 }
+
+func TestBuildOnBuildTriggers(t *testing.T) {
+	fx := newFixture(t)
+	base := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nONBUILD COPY app.txt /app/\nONBUILD RUN echo triggered > /app/t\n"})
+	if _, _, err := fx.build(t, Options{ContextDir: base, Tags: []string{"onbuild-base"}}); err != nil {
+		t.Fatal(err)
+	}
+	child := writeContext(t, map[string]string{"Dockerfile": "FROM onbuild-base\nRUN cat /app/t /app/app.txt\n", "app.txt": "child file\n"})
+	res, rec, err := fx.build(t, Options{ContextDir: child})
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, rec.out.String())
+	}
+	if got := rec.out.String(); got != "triggered\nchild file\n" || res.Steps != 4 {
+		t.Fatalf("triggers: output %q, %d steps", got, res.Steps)
+	}
+	cfg, _ := fx.store.ConfigFile(res.Image.ID)
+	if len(cfg.Config.OnBuild) != 0 {
+		t.Fatalf("the child inherited the triggers: %q", cfg.Config.OnBuild)
+	}
+	bad := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nONBUILD FROM x\n"})
+	if _, _, err := fx.build(t, Options{ContextDir: bad}); !errors.Is(err, ErrDockerfile) {
+		t.Fatalf("ONBUILD FROM: %v", err)
+	}
+}

@@ -413,6 +413,18 @@ func (j *job) runStage(ctx context.Context, i int) (*stageResult, error) {
 		st.res = &stageResult{cfg: cfg, id: img.ID}
 	}
 	j.emit(Event{Kind: EventDone, Step: j.step, Total: j.total, Duration: time.Since(start)})
+	triggers, err := onBuildTriggers(st.res.cfg, stageLine(s))
+	if err != nil {
+		return nil, err
+	}
+	// The child does not inherit the triggers: Docker clears them.
+	st.res.cfg.Config.OnBuild = nil
+	j.total += len(triggers)
+	for _, c := range triggers {
+		if err := j.runCommand(ctx, i, st, c); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range s.Commands {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -422,6 +434,19 @@ func (j *job) runStage(ctx context.Context, i int) (*stageResult, error) {
 		}
 	}
 	return st.res, nil
+}
+
+// onBuildTriggers parses the base image's ONBUILD instructions, which run
+// right after FROM.
+func onBuildTriggers(cfg *v1.ConfigFile, line int) ([]instructions.Command, error) {
+	if len(cfg.Config.OnBuild) == 0 {
+		return nil, nil
+	}
+	df, err := Parse([]byte("FROM scratch\n" + strings.Join(cfg.Config.OnBuild, "\n") + "\n"))
+	if err != nil || len(df.Stages) != 1 {
+		return nil, lineError(line, "the base image's ONBUILD triggers %q do not parse: %v", cfg.Config.OnBuild, err)
+	}
+	return df.Stages[0].Commands, nil
 }
 
 // resolveImage finds ref in the store, pulling it when missing.

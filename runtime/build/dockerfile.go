@@ -101,7 +101,12 @@ func checkCommand(c instructions.Command) error {
 				return lineError(line, "ADD from a URL (%s) is not supported; download it in a RUN step or into the context", s)
 			}
 		}
-	case *instructions.OnbuildCommand, *instructions.MaintainerCommand, *instructions.EnvCommand,
+	case *instructions.OnbuildCommand:
+		switch strings.ToUpper(strings.Fields(c.Expression + " x")[0]) {
+		case "ONBUILD", "FROM", "MAINTAINER":
+			return lineError(line, "ONBUILD %s is not allowed", strings.Fields(c.Expression + " x")[0])
+		}
+	case *instructions.MaintainerCommand, *instructions.EnvCommand,
 		*instructions.LabelCommand, *instructions.ExposeCommand, *instructions.UserCommand,
 		*instructions.WorkdirCommand, *instructions.VolumeCommand, *instructions.EntrypointCommand,
 		*instructions.CmdCommand, *instructions.ShellCommand, *instructions.StopSignalCommand,
