@@ -34,6 +34,15 @@
 // written.
 //
 // Builder.Build takes the context as a directory; ContextTar makes the
-// tar stream a client uploads (with .dockerignore applied) and
-// ExtractContext unpacks it safely on the node.
+// tar stream a client uploads (with .dockerignore applied), and
+// Builder.Context unpacks an upload safely (ExtractContext) on the node,
+// once per content: a rebuild that uploads the same bytes reuses the tree.
+//
+// Supported beyond the basics: ARG before FROM and --build-arg, the
+// BUILDPLATFORM/TARGETPLATFORM family of ARGs, --target, COPY --from a
+// stage (by name or number) or an image, COPY/ADD --chown and --chmod,
+// ADD of local tar archives (plain, gzip, bzip2), RUN --network, SHELL,
+// HEALTHCHECK, ONBUILD (stored; a base image's triggers run after FROM).
+// Refused with a line-numbered error: here-documents, RUN --mount, ADD
+// from a URL or git, COPY --parents/--exclude.
 package build
