@@ -316,7 +316,7 @@ func (c *AgentClient) upgrade(ctx context.Context, rest string, q url.Values) (*
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", AttachProtocol)
 	setToken(req, c.token)
-	resp, err := c.http.Do(req)
+	resp, err := http1Only(c.http).Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("api: POST %s: %w", path, ctxErr)
@@ -352,4 +352,24 @@ type closeStop struct {
 func (c closeStop) Close() error {
 	c.stop()
 	return c.ReadWriteCloser.Close()
+}
+
+// http1Only returns a client like hc that speaks HTTP/1.1 only, where
+// upgrades exist (HTTP/2 has none); a transport it cannot see into is
+// kept as it is.
+func http1Only(hc *http.Client) *http.Client {
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	tr, ok := rt.(*http.Transport)
+	if !ok {
+		return hc
+	}
+	tr = tr.Clone()
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
+	cp := *hc
+	cp.Transport = tr
+	return &cp
 }

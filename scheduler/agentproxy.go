@@ -24,6 +24,7 @@ import (
 // certificate, accepts only agent certificates and sends http:// as
 // https://); nil means http.DefaultTransport.
 func newAgentProxy(lookup func(ctx context.Context, ref string) (*api.Node, error), transport http.RoundTripper) echo.HandlerFunc {
+	upgrades := http1Only(transport)
 	return func(c echo.Context) error {
 		node, err := lookup(c.Request().Context(), c.Param("id"))
 		if err != nil {
@@ -52,7 +53,29 @@ func newAgentProxy(lookup func(ctx context.Context, ref string) (*api.Node, erro
 				fmt.Fprintf(w, "{\"error\":%q}\n", fmt.Sprintf("agent of node %s (%s) unreachable: %v", node.Name, node.HTTPAddr, err))
 			},
 		}
+		if c.Request().Header.Get("Upgrade") != "" {
+			proxy.Transport = upgrades
+		}
 		proxy.ServeHTTP(c.Response(), c.Request())
 		return nil
 	}
+}
+
+// http1Only returns a transport like rt that speaks HTTP/1.1 only, where
+// upgrades exist (HTTP/2 has none), so an attach reaches the agent even
+// when it offers HTTP/2 over TLS.
+func http1Only(rt http.RoundTripper) http.RoundTripper {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	switch t := rt.(type) {
+	case *http.Transport:
+		t = t.Clone()
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP1(true)
+		return t
+	case httpsUpgrade:
+		return httpsUpgrade{http1Only(t.base)}
+	}
+	return rt
 }
