@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -182,10 +183,14 @@ func mountRootfs(cfg *initConfig) error {
 			return err
 		}
 	}
-	if err := mountAt(root, "sysfs", "/sys", "sysfs", nsne|unix.MS_RDONLY, ""); err != nil {
+	sysFlags := uintptr(nsne | unix.MS_RDONLY)
+	if s.Privileged {
+		sysFlags &^= unix.MS_RDONLY
+	}
+	if err := mountAt(root, "sysfs", "/sys", "sysfs", sysFlags, ""); err != nil {
 		// sysfs refuses a new mount when the network namespace is
 		// shared with the host; bind the host's read-only instead.
-		if err2 := bindAt(root, "/sys", "/sys", true, true); err2 != nil {
+		if err2 := bindAt(root, "/sys", "/sys", !s.Privileged, true); err2 != nil {
 			return err
 		}
 	}
@@ -210,7 +215,19 @@ func mountRootfs(cfg *initConfig) error {
 			}
 		}
 	}
-	for _, d := range s.Devices {
+	devices := s.Devices
+	if s.Privileged {
+		host, err := hostDevices()
+		if err != nil {
+			return failf(127, "%v", err)
+		}
+		for _, d := range host {
+			if !slices.ContainsFunc(devices, func(x Device) bool { return x.Path == d.Path }) {
+				devices = append(devices, d)
+			}
+		}
+	}
+	for _, d := range devices {
 		p, err := secureJoin(root, d.Path)
 		if err != nil {
 			return failf(127, "device %s: %v", d.Path, err)
