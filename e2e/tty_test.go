@@ -213,6 +213,18 @@ func TestExecInteractiveTerminal(t *testing.T) {
 		t.Errorf("berth exec -it exited %d, want 4; terminal: %q", code, s.output())
 	}
 
+	// ^C at `exec -i` (no -t: the terminal stays cooked) ends the command,
+	// not the container.
+	s = onPTY(t, d, "exec", "-i", "target", "sh", "-c", "echo ready; sleep 300")
+	s.expect(`ready`)
+	s.typeIn("\x03")
+	if code := s.exit(); code != 130 {
+		t.Errorf("^C at exec -i: exit %d, want 130; terminal %q", code, s.output())
+	}
+	if r := d.Berth("exec", "target", "true"); r.Code != 0 {
+		t.Errorf("^C at exec -i reached the container: %s", r)
+	}
+
 	// attach to a container without a terminal or stdin: its output from
 	// now on, and its exit code.
 	d.MustBerth(t, "run", "-d", "--name", "plain", "busybox", "sh", "-c",

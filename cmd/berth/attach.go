@@ -48,7 +48,7 @@ when it ends.`,
 			}
 			tty := x.Task != nil && x.Task.Tty
 			stdin := !noStdin && (x.Task == nil || x.Task.Interactive || tty)
-			code, err := interact(cmd, ag, x.ID, tty, stdin, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
+			code, err := interact(cmd, x.ID, tty, stdin, func(sig string) error { return ag.Kill(x.ID, sig) }, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
 				return ag.Attach(ctx, x.ID, o)
 			})
 			if errors.Is(err, errDetached) {
@@ -116,11 +116,12 @@ func detachKeysOf(cmd *cobra.Command) ([]byte, error) {
 // interact runs one interactive session: it opens the stream with open,
 // puts this terminal in raw mode when tty is set and stdin is a terminal
 // (restored on every way out), forwards stdin (when stdin is set), window
-// size changes and, without a terminal, SIGINT and SIGTERM as signals to
-// the container, and copies the output. It returns the process's exit
+// size changes and, without a terminal, SIGINT and SIGTERM through kill
+// (nil: they end the session, which for an exec ends its process), and
+// copies the output. It returns the process's exit
 // code, errDetached after the user detached, or an exitError of 128+N
 // when signal N (SIGTERM, SIGHUP) ended the session.
-func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin bool,
+func interact(cmd *cobra.Command, id string, tty, stdin bool, kill func(signal string) error,
 	open func(context.Context, api.AttachOptions) (*api.AttachStream, error)) (int, error) {
 	in, out, errOut := cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	inFile, _ := in.(*os.File)
@@ -181,8 +182,8 @@ func interact(cmd *cobra.Command, ag *api.AgentClient, id string, tty, stdin boo
 					if rows, cols, ok := sizeOf(); ok && tty {
 						_ = s.Resize(rows, cols)
 					}
-				case !tty && (sg == syscall.SIGINT || sg == syscall.SIGTERM):
-					_ = ag.Kill(id, map[os.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[sg])
+				case !tty && kill != nil && (sg == syscall.SIGINT || sg == syscall.SIGTERM):
+					_ = kill(map[os.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[sg])
 				default:
 					killedBy.Store(int32(sg.(syscall.Signal)))
 					s.Close()
@@ -316,7 +317,7 @@ func startAttach(cmd *cobra.Command, c *api.Client, x *ctr, stdin bool) error {
 	if err != nil {
 		return err
 	}
-	code, err := interact(cmd, ag, x.ID, x.Task.Tty, stdin, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
+	code, err := interact(cmd, x.ID, x.Task.Tty, stdin, func(sig string) error { return ag.Kill(x.ID, sig) }, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
 		return ag.Attach(ctx, x.ID, o)
 	})
 	if errors.Is(err, errDetached) {

@@ -13,7 +13,8 @@ import (
 // this terminal (or pipe) as typed, on a new terminal in the container
 // with -t. berth exits with the command's exit code.
 func execInteractive(cmd *cobra.Command, ag *api.AgentClient, x *ctr, req *api.ExecRequest, tty, stdin bool) error {
-	code, err := interact(cmd, ag, x.ID, tty, stdin, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
+	// Signals end the session, and so the command (not the container).
+	code, err := interact(cmd, x.ID, tty, stdin, nil, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
 		o.Logs = false
 		return ag.ExecAttach(ctx, x.ID, req, tty, o)
 	})

@@ -973,7 +973,7 @@ func attachRunInteractive(cmd *cobra.Command, c *api.Client, x *ctr, f *runFlags
 	if err != nil {
 		return 0, err
 	}
-	code, err := interact(cmd, ag, x.ID, f.tty, f.interactive, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
+	code, err := interact(cmd, x.ID, f.tty, f.interactive, func(sig string) error { return ag.Kill(x.ID, sig) }, func(ctx context.Context, o api.AttachOptions) (*api.AttachStream, error) {
 		return ag.Attach(ctx, x.ID, o)
 	})
 	if err != nil {
