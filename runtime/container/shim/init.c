@@ -74,6 +74,11 @@ static const char *next(void) {
 
 static char rootfs[4096];
 
+/* The user namespace (see make_userns) and the host ID of the container's
+   ID 0 in it. */
+static int userns_fd = -1;
+static unsigned long userns_host;
+
 static int mkdir_p(const char *path, mode_t mode) {
 	char buf[4096];
 	size_t n = strlen(path);
@@ -563,7 +568,8 @@ static void set_creds(unsigned long long caps) {
 /* use_tty makes the terminal the command's stdio and its session's
    controlling terminal, owned by the user it runs as. */
 static void use_tty(void) {
-	if (fchown(tty_fd, u_uid, (gid_t)-1) < 0)
+	/* Still host root here: name the user by its host ID. */
+	if (fchown(tty_fd, (uid_t)(u_uid + userns_host), (gid_t)-1) < 0)
 		fail(127, "chown the terminal: %s", strerror(errno));
 	if (setsid() < 0)
 		fail(127, "setsid: %s", strerror(errno));
@@ -619,7 +625,6 @@ static void install_filter(void) {
    container root's. Init does every mount as host root and joins the
    namespace last, just before it drops to the user: the container's root
    is then an unprivileged host user with no power over host-owned files. */
-static int userns_fd = -1;
 
 static void write_file(const char *path, const char *data) {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -632,6 +637,7 @@ static void write_file(const char *path, const char *data) {
 
 static void make_userns(void) {
 	unsigned long host = strtoul(next(), NULL, 10), size = strtoul(next(), NULL, 10);
+	userns_host = host;
 	int ready[2], done[2];
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0)
 		fail(127, "user namespace: pipe: %s", strerror(errno));
