@@ -147,7 +147,12 @@ func (a *Agent) handleAttach(c echo.Context) error {
 		return nil // detached
 	default:
 	}
-	// The shim closed the stream: the container exited.
+	// The shim closed the stream: the container exited (the shim records
+	// the exit before it closes), or it dropped a client that stopped
+	// reading; that one gets no exit frame and may attach again.
+	if ct, err := a.eng.Containers.Get(ci.ID); err == nil && ct.State.Status == container.StatusRunning {
+		return nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
