@@ -498,3 +498,31 @@ func TestBuildOnBuildTriggers(t *testing.T) {
 		t.Fatalf("ONBUILD FROM: %v", err)
 	}
 }
+
+func TestBuildLabelsAreCached(t *testing.T) {
+	fx := newFixture(t)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nLABEL a=b\n"})
+	opts := Options{ContextDir: ctxDir, Labels: map[string]string{"built.by": "berth"}}
+	r1, _, err := fx.build(t, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _, err := fx.build(t, opts)
+	if err != nil || r2.Image.ID != r1.Image.ID || r2.Cached != 2 {
+		t.Fatalf("rebuild with --label: %+v %v (first %s)", r2, err, r1.Image.ID)
+	}
+	cfg, _ := fx.store.ConfigFile(r1.Image.ID)
+	if cfg.Config.Labels["a"] != "b" || cfg.Config.Labels["built.by"] != "berth" {
+		t.Fatalf("labels %v", cfg.Config.Labels)
+	}
+	// FROM scratch alone makes an empty image, the same each time.
+	empty := writeContext(t, map[string]string{"Dockerfile": "FROM scratch\n"})
+	e1, _, err := fx.build(t, Options{ContextDir: empty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, _, err := fx.build(t, Options{ContextDir: empty})
+	if err != nil || e1.Image.ID != e2.Image.ID || len(e1.Image.Layers) != 0 {
+		t.Fatalf("FROM scratch: %+v %+v %v", e1.Image, e2.Image, err)
+	}
+}

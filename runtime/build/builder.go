@@ -222,26 +222,32 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 		}
 		j.emit(Event{Kind: EventStep, Step: j.step, Total: j.total, Instruction: text})
 		start := time.Now()
-		cfg := cloneConfig(final.cfg)
-		if cfg.Config.Labels == nil {
-			cfg.Config.Labels = map[string]string{}
-		}
-		for k, v := range opts.Labels {
-			cfg.Config.Labels[k] = v
-		}
-		cfg.History = append(cfg.History, v1.History{CreatedBy: text, EmptyLayer: true})
-		next, hit, err := j.commitStep(ctx, final, cfg, cacheKey(final, "labels", text))
-		if err != nil {
-			return nil, err
+		key := cacheKey(final, "labels", text)
+		next, hit := j.lookup(key)
+		if !hit {
+			cfg := cloneConfig(final.cfg)
+			if cfg.Config.Labels == nil {
+				cfg.Config.Labels = map[string]string{}
+			}
+			for k, v := range opts.Labels {
+				cfg.Config.Labels[k] = v
+			}
+			cfg.History = append(cfg.History, v1.History{CreatedBy: text, EmptyLayer: true})
+			if next, err = j.commitStep(ctx, cfg, key); err != nil {
+				return nil, err
+			}
 		}
 		j.doneStep(hit, start)
 		final = next
 	}
 	if final.id == "" {
 		// FROM scratch and nothing else: commit the empty image.
-		next, _, err := j.commitStep(ctx, final, cloneConfig(final.cfg), cacheKey(final, "empty", ""))
-		if err != nil {
-			return nil, err
+		key := cacheKey(final, "empty")
+		next, hit := j.lookup(key)
+		if !hit {
+			if next, err = j.commitStep(ctx, cloneConfig(final.cfg), key); err != nil {
+				return nil, err
+			}
 		}
 		final = next
 	}
@@ -521,9 +527,9 @@ func (j *job) doneStep(cached bool, start time.Time) {
 	j.emit(Event{Kind: EventDone, Step: j.step, Total: j.total, Duration: time.Since(start)})
 }
 
-// commitStep stores cfg as the step's image under key, unless the cache
-// already has it, and returns the new state.
-func (j *job) commitStep(ctx context.Context, parent *stageResult, cfg *v1.ConfigFile, key string) (*stageResult, bool, error) {
+// commitStep stores cfg as the step's image under the cache key and
+// returns the new state.
+func (j *job) commitStep(ctx context.Context, cfg *v1.ConfigFile, key string) (*stageResult, error) {
 	now := time.Now().UTC()
 	cfg.Created = v1.Time{Time: now}
 	if n := len(cfg.History); n > 0 && cfg.History[n-1].Created.IsZero() {
@@ -531,13 +537,13 @@ func (j *job) commitStep(ctx context.Context, parent *stageResult, cfg *v1.Confi
 	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
-		return nil, false, fmt.Errorf("build: encode config: %w", err)
+		return nil, fmt.Errorf("build: encode config: %w", err)
 	}
 	img, err := j.b.images.Commit(ctx, raw, image.CommitOptions{CacheKey: key})
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return &stageResult{cfg: cfg, id: img.ID}, false, nil
+	return &stageResult{cfg: cfg, id: img.ID}, nil
 }
 
 // lookup returns the cached result of key.
@@ -628,7 +634,7 @@ func (j *job) runCommand(ctx context.Context, si int, st *stage, c instructions.
 				return err
 			}
 			cfg.History = append(cfg.History, v1.History{CreatedBy: historyText(c, text), EmptyLayer: true})
-			next, _, err = j.commitStep(ctx, parent, cfg, key)
+			next, err = j.commitStep(ctx, cfg, key)
 		}
 	}
 	if err != nil {

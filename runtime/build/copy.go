@@ -171,7 +171,7 @@ func (j *job) copyStep(ctx context.Context, si int, st *stage, sd instructions.S
 	}
 	cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, h)
 	cfg.History = append(cfg.History, v1.History{CreatedBy: text + " # buildkit"})
-	next, _, err := j.commitStep(ctx, parent, cfg, key)
+	next, err := j.commitStep(ctx, cfg, key)
 	return next, false, err
 }
 

@@ -130,8 +130,9 @@ func (j *job) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 			j.b.log.Warn("removing build container", "container", id, "err", err)
 		}
 	}()
-	fail := func(code int, tail []string) error {
-		return &StepError{Step: j.step, Total: j.total, Instruction: code2(c), ExitCode: code, Tail: tail}
+	text := code(c)
+	fail := func(exit int, tail []string) error {
+		return &StepError{Step: j.step, Total: j.total, Instruction: text, ExitCode: exit, Tail: tail}
 	}
 	if err := m.Start(id); err != nil {
 		var se *container.StartError
@@ -201,12 +202,9 @@ func (j *job) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, h)
 	}
 	cfg.History = append(cfg.History, hist)
-	next, _, err := j.commitStep(ctx, parent, cfg, key)
-	return next, err
+	return j.commitStep(ctx, cfg, key)
 }
 
-// code2 is a RUN as written, for messages.
-func code2(c *instructions.RunCommand) string { return code(c) }
 
 // mountPoints are the directories a container's init creates to mount
 // /proc, /sys and /dev on; they are not the command's changes.
