@@ -205,7 +205,6 @@ func (j *job) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 	return j.commitStep(ctx, cfg, key)
 }
 
-
 // mountPoints are the directories a container's init creates to mount
 // /proc, /sys and /dev on; they are not the command's changes.
 var mountPoints = map[string]bool{"proc": true, "sys": true, "dev": true}
