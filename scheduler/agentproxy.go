@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -23,10 +22,10 @@ import (
 // transport carries the calls (with TLS it presents the server's
 // certificate, accepts only agent certificates and sends http:// as
 // https://); nil means http.DefaultTransport.
-func newAgentProxy(lookup func(ctx context.Context, ref string) (*api.Node, error), transport http.RoundTripper) echo.HandlerFunc {
+func newAgentProxy(lookup func(r *http.Request, ref string) (*api.Node, error), transport http.RoundTripper) echo.HandlerFunc {
 	upgrades := http1Only(transport)
 	return func(c echo.Context) error {
-		node, err := lookup(c.Request().Context(), c.Param("id"))
+		node, err := lookup(c.Request(), c.Param("id"))
 		if err != nil {
 			return err
 		}

@@ -218,7 +218,7 @@ func TestFollowerResolvesNodeOnLeader(t *testing.T) {
 		return nil, notFound("node %q not found (give its ID, a unique ID prefix, or its name)", ref)
 	}
 	ctx := context.Background()
-	got, err := follower.nodeOrLeader(ctx, n.Name, lagging)
+	got, err := follower.nodeOrLeader(ctx, "", n.Name, lagging)
 	if err != nil {
 		t.Fatalf("follower asking the leader: %v", err)
 	}
@@ -226,13 +226,13 @@ func TestFollowerResolvesNodeOnLeader(t *testing.T) {
 		t.Fatalf("leader answered node %+v, want ID %s at %s", got, n.ID, n.HTTPAddr)
 	}
 	// A node the leader does not know either stays a 404.
-	_, err = follower.nodeOrLeader(ctx, "nope", lagging)
+	_, err = follower.nodeOrLeader(ctx, "", "nope", lagging)
 	var he *echo.HTTPError
 	if !errors.As(err, &he) || he.Code != http.StatusNotFound {
 		t.Fatalf("unknown node: %v, want a 404", err)
 	}
 	// The leader never asks itself.
-	if _, err := leader.nodeOrLeader(ctx, n.Name, lagging); !errors.As(err, &he) || he.Code != http.StatusNotFound {
+	if _, err := leader.nodeOrLeader(ctx, "", n.Name, lagging); !errors.As(err, &he) || he.Code != http.StatusNotFound {
 		t.Fatalf("leader with a lagging lookup: %v, want its own 404", err)
 	}
 	// The route end to end through the follower: the node's agent address

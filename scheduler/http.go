@@ -689,14 +689,15 @@ func (s *Server) lookupNode(ref string) (*api.Node, error) {
 // a moment ago can be known to the CLI and not yet to this follower. So a
 // follower that does not know the node asks the leader before it answers
 // 404.
-func (s *Server) proxyNode(ctx context.Context, ref string) (*api.Node, error) {
-	return s.nodeOrLeader(ctx, ref, s.lookupNode)
+func (s *Server) proxyNode(r *http.Request, ref string) (*api.Node, error) {
+	return s.nodeOrLeader(r.Context(), r.Header.Get("Authorization"), ref, s.lookupNode)
 }
 
 // nodeOrLeader resolves ref with local, and on a follower asks the leader
-// when local does not know it. Any failure to reach the leader answers
+// when local does not know it, with the request's Authorization (the
+// leader checks ACLs again). Any failure to reach the leader answers
 // with local's error.
-func (s *Server) nodeOrLeader(ctx context.Context, ref string, local func(string) (*api.Node, error)) (*api.Node, error) {
+func (s *Server) nodeOrLeader(ctx context.Context, auth, ref string, local func(string) (*api.Node, error)) (*api.Node, error) {
 	n, err := local(ref)
 	var he *echo.HTTPError
 	if err == nil || !errors.As(err, &he) || he.Code != http.StatusNotFound || s.raft.IsLeader() {
@@ -711,6 +712,9 @@ func (s *Server) nodeOrLeader(ctx context.Context, ref string, local func(string
 		return nil, err
 	}
 	req.Header.Set(headerForwarded, s.cfg.NodeName)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, rerr := s.fwd.Do(req)
 	if rerr != nil {
 		return nil, err
