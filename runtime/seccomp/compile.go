@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -305,58 +304,97 @@ func actionRet(action string, errno *uint) uint32 {
 	return RetKillProcess // Validate refuses anything else
 }
 
-// leafSize is how many syscalls a leaf of the search tree tests in turn.
-const leafSize = 4
-
-// emitTree emits a binary search over nrs (sorted) with A holding the
-// syscall number; every path ends in a return.
-func emitTree(a *asm, nrs []uint32, byNr map[uint32][]rule, defRet uint32) {
-	if len(nrs) <= leafSize {
-		emitLeaf(a, nrs, byNr, defRet)
-		return
-	}
-	mid := len(nrs) / 2
-	right := a.newLabel()
-	a.jump(opJgeK, nrs[mid], right, next)
-	emitTree(a, nrs[:mid], byNr, defRet)
-	a.mark(right)
-	emitTree(a, nrs[mid:], byNr, defRet)
+// segment is a run of consecutive syscall numbers with the same
+// unconditional action, or one number whose rules test arguments.
+type segment struct {
+	lo, hi uint32
+	ret    uint32
+	rules  []rule // set for a number with argument conditions
 }
 
-func emitLeaf(a *asm, nrs []uint32, byNr map[uint32][]rule, defRet uint32) {
-	shared := map[uint32]label{} // unconditional actions, one return each
-	var sharedOrder []uint32
-	bodies := map[uint32]label{}
+// segments groups the sorted numbers: most allowed syscalls come in runs
+// (0-20, 22-24, ...), so a few dozen ranges stand for hundreds of names.
+func segments(nrs []uint32, byNr map[uint32][]rule) []segment {
+	var out []segment
 	for _, nr := range nrs {
 		rs := byNr[nr]
+		if len(rs[0].conds) > 0 {
+			out = append(out, segment{lo: nr, hi: nr, rules: rs})
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].rules == nil && out[n-1].hi+1 == nr && out[n-1].ret == rs[0].ret {
+			out[n-1].hi = nr
+			continue
+		}
+		out = append(out, segment{lo: nr, hi: nr, ret: rs[0].ret})
+	}
+	return out
+}
+
+// leafSize is how many segments a leaf of the search tree tests in turn.
+const leafSize = 4
+
+// emitTree emits a binary search over the segments of nrs (sorted) with A
+// holding the syscall number; every path ends in a return.
+func emitTree(a *asm, nrs []uint32, byNr map[uint32][]rule, defRet uint32) {
+	emitSegments(a, segments(nrs, byNr), defRet)
+}
+
+func emitSegments(a *asm, segs []segment, defRet uint32) {
+	if len(segs) <= leafSize {
+		emitLeaf(a, segs, defRet)
+		return
+	}
+	mid := len(segs) / 2
+	right := a.newLabel()
+	a.jump(opJgeK, segs[mid].lo, right, next)
+	emitSegments(a, segs[:mid], defRet)
+	a.mark(right)
+	emitSegments(a, segs[mid:], defRet)
+}
+
+// emitLeaf tests the segments in ascending order: past a segment's end,
+// on to the next; inside it, its action; below its start, the default
+// (the segments before it were passed already).
+func emitLeaf(a *asm, segs []segment, defRet uint32) {
+	def := a.newLabel()
+	shared := map[uint32]label{} // unconditional actions, one return each
+	var sharedOrder []uint32
+	bodies := make([]label, len(segs))
+	for i, sg := range segs {
 		var target label
-		if len(rs[0].conds) == 0 {
-			l, ok := shared[rs[0].ret]
+		if sg.rules == nil {
+			l, ok := shared[sg.ret]
 			if !ok {
 				l = a.newLabel()
-				shared[rs[0].ret] = l
-				sharedOrder = append(sharedOrder, rs[0].ret)
+				shared[sg.ret] = l
+				sharedOrder = append(sharedOrder, sg.ret)
 			}
 			target = l
 		} else {
 			target = a.newLabel()
-			bodies[nr] = target
+			bodies[i] = target
 		}
-		a.jump(opJeqK, nr, target, next)
+		if sg.lo == sg.hi {
+			a.jump(opJeqK, sg.lo, target, next)
+			continue
+		}
+		skip := a.newLabel()
+		a.jump(opJgtK, sg.hi, skip, next)
+		a.jump(opJgeK, sg.lo, target, def)
+		a.mark(skip)
 	}
+	a.mark(def)
 	a.ret(defRet)
 	for _, r := range sharedOrder {
 		a.mark(shared[r])
 		a.ret(r)
 	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
-	for _, nr := range nrs {
-		l, ok := bodies[nr]
-		if !ok {
-			continue
+	for i, sg := range segs {
+		if sg.rules != nil {
+			a.mark(bodies[i])
+			emitRules(a, sg.rules, defRet)
 		}
-		a.mark(l)
-		emitRules(a, byNr[nr], defRet)
 	}
 }
 
