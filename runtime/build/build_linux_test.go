@@ -511,6 +511,11 @@ func TestBuildLabelsAreCached(t *testing.T) {
 	if err != nil || r2.Image.ID != r1.Image.ID || r2.Cached != 2 {
 		t.Fatalf("rebuild with --label: %+v %v (first %s)", r2, err, r1.Image.ID)
 	}
+	// The untagged result is listed (dangling), its steps are not.
+	list, _ := fx.store.List()
+	if len(list) != 2 || (list[0].ID != r1.Image.ID && list[1].ID != r1.Image.ID) {
+		t.Fatalf("image list after an untagged build: %d images", len(list))
+	}
 	cfg, _ := fx.store.ConfigFile(r1.Image.ID)
 	if cfg.Config.Labels["a"] != "b" || cfg.Config.Labels["built.by"] != "berth" {
 		t.Fatalf("labels %v", cfg.Config.Labels)

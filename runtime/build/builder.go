@@ -256,6 +256,12 @@ func (b *Builder) Build(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	if len(opts.Tags) == 0 {
+		// An untagged result is listed as dangling, as docker shows it.
+		if err := b.images.MarkBuilt(final.id); err != nil {
+			return nil, err
+		}
+	}
 	img, err := b.images.Get(final.id)
 	if err != nil {
 		return nil, err

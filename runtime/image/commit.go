@@ -203,12 +203,28 @@ func (s *Store) ConfigFile(ref string) (*v1.ConfigFile, error) {
 	return cfg, nil
 }
 
+// MarkBuilt makes the image ref names an ordinary image even without a
+// name: a build's result, which List shows and Prune removes as dangling.
+func (s *Store) MarkBuilt(ref string) error {
+	return s.withIndex(func(idx *indexFile) (bool, error) {
+		rec, _, err := resolve(idx, ref)
+		if err != nil {
+			return false, err
+		}
+		if rec.Built {
+			return false, nil
+		}
+		rec.Built = true
+		return true, nil
+	})
+}
+
 // cacheOnly lists the images that only the build cache refers to: no
-// name, but a cache key.
+// name, but a cache key, and not a build's result.
 func cacheOnly(idx *indexFile) map[string]bool {
 	out := map[string]bool{}
 	for _, id := range idx.BuildCache {
-		if rec := idx.Images[id]; rec != nil && len(rec.Names) == 0 {
+		if rec := idx.Images[id]; rec != nil && len(rec.Names) == 0 && !rec.Built {
 			out[id] = true
 		}
 	}

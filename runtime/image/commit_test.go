@@ -112,6 +112,13 @@ func TestAddLayerCommitAndBuildCache(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// MarkBuilt lists an unnamed build result.
+	if err := s2.MarkBuilt(step.ID); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s2.List(); len(list) != 2 {
+		t.Fatalf("List after MarkBuilt: %d images, want 2", len(list))
+	}
 	// Naming the same config makes it an ordinary image.
 	named, err := s2.Commit(ctx, cfgRaw, CommitOptions{Names: []string{"app:v1"}, CacheKey: "k1"})
 	if err != nil || named.ID != step.ID || !slices.Equal(named.Names, []string{"app:v1"}) {

@@ -77,6 +77,9 @@ type imageRecord struct {
 	// IndexDigests are the digests of multi-platform indexes this image
 	// was pulled from, so that "repo@sha256:INDEX" finds it.
 	IndexDigests []string `json:"indexDigests,omitempty"`
+	// Built marks a build's final image: listed (as dangling when it has
+	// no name) even though the build cache refers to it.
+	Built bool `json:"built,omitempty"`
 }
 
 type layerRecord struct {
