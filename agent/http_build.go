@@ -49,7 +49,8 @@ func (a *Agent) buildRoutes(v1 *echo.Group) {
 
 func buildErr(err error) error {
 	switch {
-	case errors.Is(err, build.ErrOptions), errors.Is(err, build.ErrBadContext), errors.Is(err, image.ErrInvalidName):
+	case errors.Is(err, build.ErrOptions), errors.Is(err, build.ErrBadContext), errors.Is(err, build.ErrDockerfile),
+		errors.Is(err, image.ErrInvalidName):
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	}
 	return err
@@ -62,6 +63,13 @@ func (a *Agent) handleBuild(c echo.Context) error {
 	}
 	for _, t := range req.Tags {
 		if _, err := image.ParseName(t); err != nil {
+			return buildErr(err)
+		}
+	}
+	if req.DockerfileContent != "" {
+		// A bad Dockerfile is the request's fault: say so before the
+		// context is read.
+		if _, err := build.Parse([]byte(req.DockerfileContent)); err != nil {
 			return buildErr(err)
 		}
 	}
