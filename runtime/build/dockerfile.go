@@ -57,7 +57,7 @@ func parseErr(err error) error {
 	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 && !strings.Contains(msg, "line ") {
 		return lineError(le.Locations[0][0].Start.Line, "%s", msg)
 	}
-	msg = strings.TrimPrefix(msg, "dockerfile parse error ")
+	msg = strings.TrimPrefix(msg, "dockerfile parse error on ")
 	return fmt.Errorf("%w: %s", ErrDockerfile, msg)
 }
 
