@@ -332,3 +332,25 @@ func TestValidateSecurity(t *testing.T) {
 		t.Errorf("privileged device rules %+v, want allow all", s.Resources.Devices)
 	}
 }
+
+// TestMaskRefusesASymlinkedDevNull gives the container a /dev whose null
+// is a symlink to a file a mask would then expose read-write (the
+// CVE-2025-31133 attack): the start must fail rather than bind the
+// symlink's target over a masked path.
+func TestMaskRefusesASymlinkedDevNull(t *testing.T) {
+	m := newManager(t)
+	dev := t.TempDir()
+	if err := os.Symlink("/proc/sys/kernel/core_pattern", filepath.Join(dev, "null")); err != nil {
+		t.Fatal(err)
+	}
+	s := testSpec(t, "cat /proc/keys")
+	s.Mounts = []Mount{{Type: "bind", Source: dev, Destination: "/dev"}}
+	if _, err := m.Create(s); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Remove(s.ID, true)
+	err := m.Start(s.ID)
+	if err == nil || !strings.Contains(err.Error(), "not the null device") {
+		t.Fatalf("start with /dev/null a symlink: %v, want a refusal", err)
+	}
+}
