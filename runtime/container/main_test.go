@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if layerDir != "" {
 		os.RemoveAll(layerDir)
 	}
+	if helperPath != "" {
+		os.RemoveAll(filepath.Dir(helperPath))
+	}
 	os.Exit(code)
 }
 
