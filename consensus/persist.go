@@ -254,11 +254,17 @@ func rebuildAllNodeAllocs(txn *memdb.Txn) error {
 	if err != nil {
 		return fmt.Errorf("read allocations: %w", err)
 	}
-	nodes := map[string]bool{}
+	byNode := map[string][]*api.Allocation{}
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		nodes[obj.(*api.Allocation).NodeID] = true
+		a := obj.(*api.Allocation)
+		byNode[a.NodeID] = append(byNode[a.NodeID], a) // in ID order
 	}
-	return rebuildNodeAllocs(txn, nodes)
+	for id, list := range byNode {
+		if err := txn.Insert(tableNodeAllocs, &nodeAllocs{NodeID: id, Allocs: list}); err != nil {
+			return fmt.Errorf("write allocation list of node %q: %w", id, err)
+		}
+	}
+	return nil
 }
 
 func unmarshal[T any](b []byte) (*T, error) {

@@ -67,9 +67,10 @@ func schema() *memdb.DBSchema {
 			"job": fieldIndex("job", "JobID"),
 		}},
 		TableAllocs: {Name: TableAllocs, Indexes: map[string]*memdb.IndexSchema{
-			"id":   idIndex("ID"),
-			"job":  fieldIndex("job", "JobID"),
-			"node": fieldIndex("node", "NodeID"),
+			"id":  idIndex("ID"),
+			"job": fieldIndex("job", "JobID"),
+			// No "node" index: a node's allocations are one node_allocs
+			// row, which the same transaction keeps up to date.
 		}},
 		TableNodes: {Name: TableNodes, Indexes: map[string]*memdb.IndexSchema{
 			"id":   idIndex("ID"),
@@ -91,34 +92,6 @@ func schema() *memdb.DBSchema {
 		s.Tables[name] = t
 	}
 	return s
-}
-
-// rebuildNodeAllocs rewrites the node_allocs rows of the given nodes from
-// the allocs table as txn sees it. It runs once per write transaction that
-// touched allocations (and once for every node after a restore), so its
-// cost is proportional to the allocations of the nodes written, not to
-// the reads.
-func rebuildNodeAllocs(txn *memdb.Txn, nodeIDs map[string]bool) error {
-	for id := range nodeIDs {
-		it, err := txn.Get(TableAllocs, "node", id)
-		if err != nil {
-			return fmt.Errorf("read allocations of node %q: %w", id, err)
-		}
-		var list []*api.Allocation
-		for obj := it.Next(); obj != nil; obj = it.Next() {
-			list = append(list, obj.(*api.Allocation))
-		}
-		if len(list) == 0 {
-			if _, err := txn.DeleteAll(tableNodeAllocs, "id", id); err != nil {
-				return fmt.Errorf("delete allocation list of node %q: %w", id, err)
-			}
-			continue
-		}
-		if err := txn.Insert(tableNodeAllocs, &nodeAllocs{NodeID: id, Allocs: list}); err != nil {
-			return fmt.Errorf("write allocation list of node %q: %w", id, err)
-		}
-	}
-	return nil
 }
 
 // newMemDB builds an empty database; the schema is static, so failure is a

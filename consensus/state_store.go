@@ -114,8 +114,17 @@ func (s *StateStore) AllocsByJob(ws memdb.WatchSet, jobID string) ([]*api.Alloca
 }
 
 // AllocsByNode returns a node's allocations, terminal ones included, sorted by ID.
+// The slice is the caller's; the allocations are shared.
 func (s *StateStore) AllocsByNode(ws memdb.WatchSet, nodeID string) ([]*api.Allocation, error) {
-	return allocsBy(s.txn(), ws, "node", nodeID)
+	ch, obj, err := s.txn().FirstWatch(tableNodeAllocs, "id", nodeID)
+	if err != nil {
+		return nil, readErr("allocations of node "+nodeID, err)
+	}
+	ws.Add(ch) // fires when the node's list changes
+	if obj == nil {
+		return nil, nil
+	}
+	return append([]*api.Allocation(nil), obj.(*nodeAllocs).Allocs...), nil
 }
 
 // EvalByID returns an evaluation, or nil, nil if there is none.
@@ -245,7 +254,7 @@ func allocByID(txn *memdb.Txn, ws memdb.WatchSet, id string) (*api.Allocation, e
 	return obj.(*api.Allocation), nil
 }
 
-// allocsBy lists allocations through one index ("id", "job" or "node"),
+// allocsBy lists allocations through one index ("id" or "job"),
 // in allocation ID order.
 func allocsBy(txn *memdb.Txn, ws memdb.WatchSet, index string, args ...any) ([]*api.Allocation, error) {
 	it, err := txn.Get(TableAllocs, index, args...)
