@@ -47,8 +47,6 @@ func TestTLSCluster(t *testing.T) {
 		"--encrypt", key}, joins...)
 	agent := tn.Start(ah, "agent", append(agentArgs, tn.SecurityArgs("agent")...)...)
 
-	// A follower answers too: ask the second server, which forwards
-	// writes to the leader over TLS.
 	addr := "https://" + tn.Hosts[1].IP + ":9470"
 	Eventually(t, 60*time.Second, "three voters and a ready node", func() error {
 		r := tn.CLI(addr, "operator", "raft", "list-peers")
@@ -61,6 +59,15 @@ func TestTLSCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// Talk to a follower from here on, so every write is forwarded to the
+	// leader server-to-server over TLS.
+	for _, l := range strings.Split(tn.CLI(addr, "operator", "raft", "list-peers").Stdout, "\n") {
+		if f := strings.Fields(l); len(f) == 4 && f[2] == "follower" {
+			addr = "https://" + strings.Split(f[1], ":")[0] + ":9470"
+			break
+		}
+	}
+	t.Logf("client talks to follower %s", addr)
 	tar := testutil.BusyboxTar(t)
 	if r := tn.CLI(addr, "image", "import", "--node", "a1", tar, "busybox:latest"); r.Code != 0 {
 		t.Fatalf("image import through the proxy: exit %d: %s%s", r.Code, r.Stdout, r.Stderr)
