@@ -531,3 +531,38 @@ func TestBuildLabelsAreCached(t *testing.T) {
 		t.Fatalf("FROM scratch: %+v %+v %v", e1.Image, e2.Image, err)
 	}
 }
+
+func TestBuildConcurrent(t *testing.T) {
+	fx := newFixture(t)
+	ctxDir := writeContext(t, map[string]string{
+		"Dockerfile": "FROM busybox\nCOPY f /f\nRUN cat /f > /g\nCMD [\"cat\", \"/g\"]\n",
+		"f":          "same\n",
+	})
+	errs := make(chan error, 3)
+	ids := make(chan string, 3)
+	for i := 0; i < 3; i++ {
+		go func(i int) {
+			res, err := fx.b.Build(context.Background(), Options{ContextDir: ctxDir, Tags: []string{"par:" + string(rune('a'+i))}})
+			if err == nil {
+				ids <- res.Image.ID
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(ids)
+	for id := range ids {
+		if got, err := fx.readFile(t, id, "g"); err != nil || got != "same\n" {
+			t.Fatalf("image %s: %q %v", id, got, err)
+		}
+	}
+	// Afterwards the cache answers for everything.
+	res, _, err := fx.build(t, Options{ContextDir: ctxDir})
+	if err != nil || res.Cached != 3 {
+		t.Fatalf("after concurrent builds: %+v %v", res, err)
+	}
+}
