@@ -3,12 +3,17 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -176,4 +181,79 @@ func TestTLSCluster(t *testing.T) {
 		}
 		runHi("after the agent's certificate rotation")
 	})
+}
+
+// TestTLSServerRotationUnderLoad replaces a running server's certificate
+// and sends it SIGHUP while clients keep calling it, over kept-alive and
+// fresh connections: no request fails, and new connections get the new
+// certificate.
+func TestTLSServerRotationUnderLoad(t *testing.T) {
+	c := StartCluster(t, 1, ClusterOptions{TLS: true, LogLevel: "info"})
+	s := c.WaitLeader(30 * time.Second)
+	pki := c.PKI
+
+	const workers, perWorker = 4, 200 // bounded load
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	var done atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			tr := &http.Transport{TLSClientConfig: pki.ClientTLS(t), DisableKeepAlives: w%2 == 0}
+			cl := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+			for i := 0; i < perWorker; i++ {
+				resp, err := cl.Get(s.HTTPAddr() + "/v1/status/leader")
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("HTTP %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("worker %d request %d: %w", w, i, err)
+					return
+				}
+				done.Add(1)
+			}
+		}(w)
+	}
+	// Rotate once a third of the load has gone through.
+	for done.Load() < workers*perWorker/3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cert, key := pki.Issue(t, c.Bin, "server")
+	copyFile(t, cert, pki.Cert("server"))
+	copyFile(t, key, pki.Key("server"))
+	if err := syscall.Kill(s.Pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := done.Load(); n != workers*perWorker {
+		t.Fatalf("%d of %d requests succeeded", n, workers*perWorker)
+	}
+	want, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "new connections get the rotated certificate", func() error {
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(s.HTTPAddr(), "https://"), pki.ClientTLS(t))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		got := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: conn.ConnectionState().PeerCertificates[0].Raw})
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("the server still presents its old certificate")
+		}
+		return nil
+	})
+	if !s.Running() {
+		t.Fatal("SIGHUP stopped the server")
+	}
 }
