@@ -78,7 +78,8 @@
 // the image in index.json's build cache, so CacheGet finds it after a
 // restart. An image only the cache refers to is hidden from List and
 // kept by Prune; PruneBuildCache (system prune) drops the cache and
-// removes those images.
+// removes those images. MarkBuilt makes an unnamed build result an
+// ordinary (dangling) image.
 //
 // # Concurrency
 //
