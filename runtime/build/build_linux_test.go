@@ -566,3 +566,45 @@ func TestBuildConcurrent(t *testing.T) {
 		t.Fatalf("after concurrent builds: %+v %v", res, err)
 	}
 }
+
+func TestBuildPullsBaseImage(t *testing.T) {
+	testutil.RequireRegistry(t)
+	fx := newFixture(t)
+	reg := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	ref := reg.Host + "/lib/busybox:1"
+	if err := fx.store.Tag("busybox", ref); err != nil {
+		t.Fatal(err)
+	}
+	remote := image.RemoteOptions{InsecureRegistries: []string{reg.Host}}
+	if err := fx.store.Push(context.Background(), ref, image.PushOptions{RemoteOptions: remote}); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh store without the image: FROM and COPY --from pull it.
+	s2, err := image.Open(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := New(s2, filepath.Join(t.TempDir(), "build"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx2 := &fixture{store: s2, b: b2}
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM " + ref + "\nRUN echo on pulled base\nFROM scratch\nCOPY --from=" + ref + " /bin/busybox /busybox\n"})
+	res, rec, err := fx2.build(t, Options{ContextDir: ctxDir, Pull: image.PullOptions{RemoteOptions: remote}, Target: "0"})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, rec.out.String())
+	}
+	if out := rec.out.String(); !strings.Contains(out, "pulling "+ref) || !strings.Contains(out, "on pulled base") {
+		t.Fatalf("output %q", out)
+	}
+	if _, err := s2.Get(ref); err != nil || res.Image == nil {
+		t.Fatalf("pulled base not stored: %v", err)
+	}
+	res, _, err = fx2.build(t, Options{ContextDir: ctxDir, Pull: image.PullOptions{RemoteOptions: remote}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx2.readFile(t, res.Image.ID, "busybox"); err != nil {
+		t.Fatalf("COPY --from an image: %v", err)
+	}
+}

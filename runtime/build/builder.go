@@ -414,7 +414,7 @@ func (j *job) runStage(ctx context.Context, i int) (*stageResult, error) {
 	case strings.EqualFold(base, "scratch"):
 		st.res = &stageResult{cfg: scratchConfig()}
 	default:
-		img, err := j.b.resolveImage(ctx, base, j.opts.Pull)
+		img, err := j.resolveImage(ctx, base)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: FROM %s: %w", stageLine(s), base, err)
 		}
@@ -461,16 +461,25 @@ func onBuildTriggers(cfg *v1.ConfigFile, line int) ([]instructions.Command, erro
 	return df.Stages[0].Commands, nil
 }
 
-// resolveImage finds ref in the store, pulling it when missing.
-func (b *Builder) resolveImage(ctx context.Context, ref string, pull image.PullOptions) (*image.Image, error) {
-	img, err := b.images.Get(ref)
+// resolveImage finds ref in the store, pulling it when missing (and
+// saying so in the step's output).
+func (j *job) resolveImage(ctx context.Context, ref string) (*image.Image, error) {
+	img, err := j.b.images.Get(ref)
 	if err == nil {
 		return img, nil
 	}
 	if !errors.Is(err, image.ErrNotFound) {
 		return nil, err
 	}
-	return b.images.Pull(ctx, ref, pull)
+	j.emit(Event{Kind: EventOutput, Step: j.step, Total: j.total, Output: "pulling " + ref + "\n"})
+	start := time.Now()
+	img, err = j.b.images.Pull(ctx, ref, j.opts.Pull)
+	if err != nil {
+		return nil, err
+	}
+	j.emit(Event{Kind: EventOutput, Step: j.step, Total: j.total,
+		Output: fmt.Sprintf("pulled %s (%s) in %.1fs\n", ref, img.ID, time.Since(start).Seconds())})
+	return img, nil
 }
 
 func scratchConfig() *v1.ConfigFile {

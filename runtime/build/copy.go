@@ -59,7 +59,7 @@ func (j *job) copyStep(ctx context.Context, si int, st *stage, sd instructions.S
 		if k, ok := j.df.stageIndex(from, si); ok {
 			srcID = j.results[k].id
 		} else {
-			img, err := j.b.resolveImage(ctx, from, j.opts.Pull)
+			img, err := j.resolveImage(ctx, from)
 			if err != nil {
 				return nil, false, fmt.Errorf("line %d: %s --from=%s: %w", line, name, from, err)
 			}
