@@ -85,7 +85,8 @@ func decode[T any](index uint64, t MessageType, body []byte) *T {
 }
 
 func (f *FSM) apply(index uint64, t MessageType, body []byte) any {
-	txn := f.state.cur.Load().db.Txn(true)
+	gen := f.state.cur.Load()
+	txn := gen.db.Txn(true)
 	defer txn.Abort()
 	w := &writer{txn: txn, index: index}
 	var err error
@@ -139,6 +140,7 @@ func (f *FSM) apply(index uint64, t MessageType, body []byte) any {
 		panic(fmt.Sprintf("consensus: applying %s at raft index %d: %v", t, index, w.err))
 	}
 	txn.Commit()
+	gen.publish(w.nodeAllocs)
 	return nil
 }
 

@@ -10,23 +10,35 @@ import (
 	"github.com/berth-dev/berth/api"
 )
 
-// checkNodeAllocs compares the snapshot's per-node lists (the derived
-// node_allocs table) with a walk of the allocs table's node index.
+// checkNodeAllocs compares both per-node lists (the snapshot's radix
+// tree and the store's node_allocs rows, both derived) with a walk of the
+// whole allocs table.
 func checkNodeAllocs(t *testing.T, s *StateStore, nodes []string) {
 	t.Helper()
 	snap := s.Snapshot()
+	all, err := s.Allocs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range nodes {
-		want, err := s.AllocsByNode(nil, n)
+		var want []*api.Allocation
+		for _, a := range all { // in ID order
+			if a.NodeID == n {
+				want = append(want, a)
+			}
+		}
+		rows, err := s.AllocsByNode(nil, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := snap.AllocsByNode(n)
-		if len(got) != len(want) {
-			t.Fatalf("node %s: snapshot lists %d allocations, the index %d", n, len(got), len(want))
-		}
-		for i := range want {
-			if got[i] != want[i] {
-				t.Fatalf("node %s: allocation %d is %s (%p), the index has %s (%p)", n, i, got[i].ID, got[i], want[i].ID, want[i])
+		for src, got := range map[string][]*api.Allocation{"snapshot": snap.AllocsByNode(n), "store": rows} {
+			if len(got) != len(want) {
+				t.Fatalf("node %s: %s lists %d allocations, the allocs table %d", n, src, len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("node %s: %s allocation %d is %s (%p), the table has %s (%p)", n, src, i, got[i].ID, got[i], want[i].ID, want[i])
+				}
 			}
 		}
 	}

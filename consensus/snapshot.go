@@ -2,7 +2,9 @@ package consensus
 
 import (
 	"fmt"
+	"unsafe"
 
+	iradix "github.com/hashicorp/go-immutable-radix"
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/berth-dev/berth/api"
@@ -18,9 +20,10 @@ import (
 // AllocsByJob, the error-free forms that the placement algorithm reads
 // (scheduler/placement.State).
 type StateSnapshot struct {
-	db    *memdb.MemDB
-	gen   *storeState // the store generation the snapshot was taken from
-	store *StateStore
+	db         *memdb.MemDB
+	nodeAllocs *iradix.Tree // node ID → []*api.Allocation, as in db
+	gen        *storeState  // the store generation the snapshot was taken from
+	store      *StateStore
 }
 
 // nodeList caches StateSnapshot.Nodes: the scheduler takes a snapshot per
@@ -61,11 +64,12 @@ func (s *StateSnapshot) Nodes() []*api.Node {
 // by ID. It is one lookup (the list is kept per node on every write), and
 // the slice is shared with the store: read it, never modify it.
 func (s *StateSnapshot) AllocsByNode(nodeID string) []*api.Allocation {
-	obj := mustRead(s.txn().First(tableNodeAllocs, "id", nodeID))
-	if obj == nil {
+	// The tree only reads the key: no need to copy the string.
+	v, ok := s.nodeAllocs.Get(unsafe.Slice(unsafe.StringData(nodeID), len(nodeID)))
+	if !ok {
 		return nil
 	}
-	return obj.(*nodeAllocs).Allocs
+	return v.([]*api.Allocation)
 }
 
 // AllocsByJob returns a job's allocations, terminal ones included, sorted by ID.

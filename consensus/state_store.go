@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	iradix "github.com/hashicorp/go-immutable-radix"
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/berth-dev/berth/api"
@@ -33,13 +34,60 @@ type StateStore struct {
 type storeState struct {
 	db        *memdb.MemDB
 	abandonCh chan struct{}
+	// view is what Snapshot hands out; the FSM publishes a new one after
+	// each entry, before Apply returns.
+	view atomic.Pointer[storeView]
+}
+
+// storeView is a consistent pair: a memdb snapshot and, for the same
+// state, every node's allocation list (the node_allocs rows) in an
+// immutable radix tree keyed by node ID. The placement algorithm reads a
+// node's list for every candidate node it weighs; a lookup in the tree
+// costs no allocation, where a memdb read costs seven.
+type storeView struct {
+	db         *memdb.MemDB
+	nodeAllocs *iradix.Tree
+}
+
+func newStoreState(db *memdb.MemDB) *storeState {
+	st := &storeState{db: db, abandonCh: make(chan struct{})}
+	tree := iradix.New().Txn()
+	it, err := db.Txn(false).Get(tableNodeAllocs, "id")
+	if err != nil {
+		panic(readErr("allocation lists", err))
+	}
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		row := obj.(*nodeAllocs)
+		tree.Insert([]byte(row.NodeID), row.Allocs)
+	}
+	st.view.Store(&storeView{db: db.Snapshot(), nodeAllocs: tree.Commit()})
+	return st
+}
+
+// publish makes the state the FSM just committed visible to Snapshot.
+// changed holds the node_allocs rows the entry rewrote (nil or empty
+// list: deleted). Only the FSM calls it, from Raft's apply goroutine.
+func (st *storeState) publish(changed map[string][]*api.Allocation) {
+	tree := st.view.Load().nodeAllocs
+	if len(changed) > 0 {
+		txn := tree.Txn()
+		for id, list := range changed {
+			if len(list) == 0 {
+				txn.Delete([]byte(id))
+			} else {
+				txn.Insert([]byte(id), list)
+			}
+		}
+		tree = txn.Commit()
+	}
+	st.view.Store(&storeView{db: st.db.Snapshot(), nodeAllocs: tree})
 }
 
 // NewStateStore returns an empty store. Servers get theirs from Node.State;
 // this is for tests and tools that build state without Raft.
 func NewStateStore() *StateStore {
 	s := &StateStore{}
-	s.cur.Store(&storeState{db: newMemDB(), abandonCh: make(chan struct{})})
+	s.cur.Store(newStoreState(newMemDB()))
 	return s
 }
 
@@ -52,15 +100,17 @@ func (s *StateStore) AbandonCh() <-chan struct{} { return s.cur.Load().abandonCh
 // swap installs a freshly restored database and wakes everyone watching the
 // old one.
 func (s *StateStore) swap(db *memdb.MemDB) {
-	old := s.cur.Swap(&storeState{db: db, abandonCh: make(chan struct{})})
+	old := s.cur.Swap(newStoreState(db))
 	close(old.abandonCh)
 }
 
 // Snapshot returns a consistent, read-only view of the current state. It is
 // cheap (no copying) and stays valid, unchanged, however the store moves on.
+// It shows every entry whose Apply has returned.
 func (s *StateStore) Snapshot() *StateSnapshot {
 	gen := s.cur.Load()
-	return &StateSnapshot{db: gen.db.Snapshot(), gen: gen, store: s}
+	v := gen.view.Load()
+	return &StateSnapshot{db: v.db, nodeAllocs: v.nodeAllocs, gen: gen, store: s}
 }
 
 // LatestIndex returns the Raft index of the newest write to any table.
