@@ -608,3 +608,27 @@ func TestBuildPullsBaseImage(t *testing.T) {
 		t.Fatalf("COPY --from an image: %v", err)
 	}
 }
+
+func TestBuildRunSpecialFiles(t *testing.T) {
+	fx := newFixture(t)
+	// A FIFO made by RUN is kept, and a hardlink stays one.
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN mkfifo /fifo && echo data > /a && ln /a /b\n"})
+	res, rec, err := fx.build(t, Options{ContextDir: ctxDir, Network: "none"})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, rec.out.String())
+	}
+	root, release, err := fx.b.mountImage(res.Image.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	fi, err := os.Lstat(filepath.Join(root, "fifo"))
+	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("fifo: %v %v", fi, err)
+	}
+	a, _ := os.Stat(filepath.Join(root, "a"))
+	b, _ := os.Stat(filepath.Join(root, "b"))
+	if a == nil || b == nil || !os.SameFile(a, b) {
+		t.Fatalf("hardlink /a /b lost")
+	}
+}

@@ -257,6 +257,10 @@ func writeDiff(tw *tar.Writer, upper string, entries []string) error {
 		if err != nil {
 			return err
 		}
+		if fi.Mode()&os.ModeSocket != 0 {
+			// Sockets cannot be archived; docker leaves them out too.
+			continue
+		}
 		link := ""
 		if fi.Mode()&os.ModeSymlink != 0 {
 			if link, err = os.Readlink(p); err != nil {
