@@ -3,6 +3,7 @@ package placement
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/berth-dev/berth/api"
@@ -92,17 +93,35 @@ func BenchmarkSchedule5000Nodes(b *testing.B) {
 			return j
 		}},
 	}
+	// The server keeps node usage across evaluations (UsageCache); the
+	// state here never changes, so "cached" shows the hit path.
+	var all []struct {
+		name  string
+		job   func(i int) *api.Job
+		cache *UsageCache
+	}
 	for _, tc := range cases {
+		all = append(all, struct {
+			name  string
+			job   func(i int) *api.Job
+			cache *UsageCache
+		}{tc.name, tc.job, nil}, struct {
+			name  string
+			job   func(i int) *api.Job
+			cache *UsageCache
+		}{tc.name + "/cached", tc.job, NewUsageCache(0)})
+	}
+	for _, tc := range all {
 		b.Run(tc.name, func(b *testing.B) {
 			placed := 0
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				job := tc.job(i)
-				p, err := Schedule(st, evalFor(job), job, Options{NewID: counterIDs(job.ID)})
+				p, err := Schedule(st, evalFor(job), job, Options{NewID: counterIDs(job.ID), Cache: tc.cache})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(p.FailedGroups) > 0 && tc.name != "system" { // full nodes cannot take a system copy
+				if len(p.FailedGroups) > 0 && !strings.HasPrefix(tc.name, "system") { // full nodes cannot take a system copy
 					b.Fatalf("failed: %v", p.FailedGroups)
 				}
 				placed += countAllocs(p.NodeAllocation)

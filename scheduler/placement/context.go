@@ -100,6 +100,8 @@ func (c *evalContext) usageOf(n *api.Node) *nodeUsage {
 	list := c.st.AllocsByNode(n.ID)
 	var u *nodeUsage
 	if c.opts.Cache != nil && len(c.stopped) == 0 {
+		// Shared with the cache (read-only) until this plan changes the
+		// node: see mutableUsage.
 		u = c.opts.Cache.get(n, list)
 	} else {
 		u = newNodeUsage(n)
@@ -110,11 +112,28 @@ func (c *evalContext) usageOf(n *api.Node) *nodeUsage {
 			}
 		}
 	}
-	for _, a := range c.plan.NodeAllocation[n.ID] {
-		u.add(a)
-	}
 	c.usage[n.ID] = u
+	if len(c.plan.NodeAllocation[n.ID]) > 0 {
+		u = c.mutableUsage(n.ID)
+		for _, a := range c.plan.NodeAllocation[n.ID] {
+			u.add(a)
+		}
+	}
 	return u
+}
+
+// mutableUsage returns the node's usage ready to change (nil if it was
+// never built): a usage shared with the cache is replaced by this plan's
+// own copy first. Every change to a usage goes through here.
+func (c *evalContext) mutableUsage(nodeID string) *nodeUsage {
+	u := c.usage[nodeID]
+	if u == nil || !u.shared {
+		return u
+	}
+	cp := *u
+	cp.own()
+	c.usage[nodeID] = &cp
+	return &cp
 }
 
 // countJobAllocs records the job's live copies per node.
@@ -147,7 +166,7 @@ func (c *evalContext) stop(a *api.Allocation, desc, clientStatus string) {
 	c.plan.NodeUpdate[a.NodeID] = append(c.plan.NodeUpdate[a.NodeID], &cp)
 	wasLive := live(a) && !c.stopped[a.ID]
 	c.stopped[a.ID] = true
-	if u := c.usage[a.NodeID]; u != nil {
+	if u := c.mutableUsage(a.NodeID); u != nil {
 		u.remove(a)
 	}
 	if wasLive && a.JobID == c.planJobID() {
@@ -169,14 +188,15 @@ func (c *evalContext) evict(a *api.Allocation, by *api.Allocation) {
 	cp.DesiredDescription = fmt.Sprintf("preempted by alloc %s of job %s (priority %d)", by.ID, c.job.ID, jobPriority(c.job))
 	c.plan.NodePreemptions[a.NodeID] = append(c.plan.NodePreemptions[a.NodeID], &cp)
 	c.stopped[a.ID] = true
-	c.usageOf(c.nodeByID(a.NodeID)).remove(a)
+	c.usageOf(c.nodeByID(a.NodeID))
+	c.mutableUsage(a.NodeID).remove(a)
 	c.undo = append(c.undo, undoEntry{evict: a})
 }
 
 // place adds a new allocation to the plan and takes its resources.
 func (c *evalContext) place(a *api.Allocation, s *stack) {
 	c.plan.NodeAllocation[a.NodeID] = append(c.plan.NodeAllocation[a.NodeID], a)
-	if u := c.usage[a.NodeID]; u != nil {
+	if u := c.mutableUsage(a.NodeID); u != nil {
 		u.add(a)
 	}
 	c.count(a, 1)
@@ -194,7 +214,7 @@ func (c *evalContext) rollback(mark int) {
 		case e.place != nil:
 			a := e.place
 			c.plan.NodeAllocation[a.NodeID] = removeAlloc(c.plan.NodeAllocation[a.NodeID], a.ID)
-			if u := c.usage[a.NodeID]; u != nil {
+			if u := c.mutableUsage(a.NodeID); u != nil {
 				u.remove(a)
 			}
 			c.count(a, -1)
@@ -205,7 +225,8 @@ func (c *evalContext) rollback(mark int) {
 			a := e.evict
 			c.plan.NodePreemptions[a.NodeID] = removeAlloc(c.plan.NodePreemptions[a.NodeID], a.ID)
 			delete(c.stopped, a.ID)
-			c.usageOf(c.nodeByID(a.NodeID)).add(a)
+			c.usageOf(c.nodeByID(a.NodeID))
+			c.mutableUsage(a.NodeID).add(a)
 		}
 	}
 	c.undo = c.undo[:mark]

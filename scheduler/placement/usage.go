@@ -54,9 +54,17 @@ type nodeUsage struct {
 	devs    []*api.GPUDevice // schedulable devices (MIG parents left out), by Index then UUID
 	parents map[string]bool  // UUIDs of GPUs split into MIG instances; nil when none
 
-	// shared marks a usage whose allocs, gpus and ports belong to a
-	// UsageCache entry: add and remove copy them first (own).
+	// shared marks a usage that belongs to a UsageCache entry: it must
+	// not change. evalContext.mutableUsage swaps in a copy first.
 	shared bool
+}
+
+// mustOwn guards the cache: changing a shared usage would change every
+// later plan's view of the node.
+func (u *nodeUsage) mustOwn() {
+	if u.shared {
+		panic("placement: a cached node usage was about to be changed in place")
+	}
 }
 
 type heldDevice struct {
@@ -111,7 +119,7 @@ func (u *nodeUsage) holder(uuid string) string {
 }
 
 func (u *nodeUsage) add(a *api.Allocation) {
-	u.own()
+	u.mustOwn()
 	u.cpu += a.Resources.CPU
 	u.mem += a.Resources.MemoryMB
 	for _, g := range a.GPUs {
@@ -131,7 +139,7 @@ func (u *nodeUsage) remove(a *api.Allocation) {
 		if b.ID != a.ID {
 			continue
 		}
-		u.own()
+		u.mustOwn()
 		u.allocs = append(u.allocs[:i:i], u.allocs[i+1:]...)
 		u.cpu -= b.Resources.CPU
 		u.mem -= b.Resources.MemoryMB

@@ -60,18 +60,11 @@ func (c *UsageCache) Stats() (hits, misses uint64) {
 	return c.hits, c.miss
 }
 
-// get returns a usage of a node whose allocations are list, building and
-// remembering it on a miss. The result is the caller's, but it shares its
-// contents with the cache until its first change (see nodeUsage.own).
+// get returns the cached usage of a node whose allocations are list,
+// building and remembering it on a miss. It is shared and read-only
+// (shared is set): a caller that wants to change it copies it and calls
+// own on the copy.
 func (c *UsageCache) get(n *api.Node, list []*api.Allocation) *nodeUsage {
-	base := c.base(n, list)
-	u := new(nodeUsage)
-	*u = *base
-	return u
-}
-
-// base returns the cached, read-only usage.
-func (c *UsageCache) base(n *api.Node, list []*api.Allocation) *nodeUsage {
 	k := usageKey{node: n, n: len(list)}
 	if len(list) > 0 {
 		k.array = &list[0]
@@ -113,9 +106,9 @@ func (c *UsageCache) put(k usageKey, u *nodeUsage) {
 	c.cur[k] = u
 }
 
-// own makes u safe to change: a usage that came shared from the cache is
-// copied first (the copy keeps sharing the read-only device tables).
-// Slices are capped at their length, so appends copy them.
+// own makes a copy of a shared usage (cp := *shared) safe to change: the
+// ports map is copied and the slices capped at their length, so appends
+// copy them; the read-only device tables stay shared.
 func (u *nodeUsage) own() {
 	if !u.shared {
 		return

@@ -126,21 +126,36 @@ func TestUsageCacheGivesTheSamePlans(t *testing.T) {
 	}
 }
 
-// TestUsageCacheCopiesBeforeChange checks that changing a usage handed
-// out by the cache leaves the cached entry alone.
+// TestUsageCacheCopiesBeforeChange checks that a plan changes its own
+// copy of a cached usage, never the cached one, and that changing a
+// shared usage in place is caught.
 func TestUsageCacheCopiesBeforeChange(t *testing.T) {
 	n := mkNode("n", 8000, 8192)
 	job := mkJob("j", 2, 1000, 1000)
 	list := []*api.Allocation{existing("a1", job, "g", 0, n)}
-	c := NewUsageCache(0)
-	u := c.get(n, list)
+	cache := NewUsageCache(0)
+	st := &cowState{nodes: []*api.Node{n}, byNode: map[string][]*api.Allocation{n.ID: list}, byJob: map[string][]*api.Allocation{}}
+	c := newEvalContext(st, evalFor(job), job, newPlan("e", job), Options{Cache: cache})
+	if u := c.usageOf(n); !u.shared || u != cache.get(n, list) {
+		t.Fatal("an unchanged node should use the cached usage itself")
+	}
+	u := c.mutableUsage(n.ID)
 	u.add(existing("a2", job, "g", 1, n))
 	u.remove(list[0])
-	again := c.get(n, list)
+	if c.usageOf(n) != u {
+		t.Fatal("the plan does not see its own copy")
+	}
+	again := cache.get(n, list)
 	if again.cpu != 1000 || len(again.allocs) != 1 || again.allocs[0].ID != "a1" {
 		t.Fatalf("cached usage changed: cpu %d, allocs %d", again.cpu, len(again.allocs))
 	}
 	if u.cpu != 1000 || len(u.allocs) != 1 || u.allocs[0].ID != "a2" {
 		t.Fatalf("changed usage: cpu %d, allocs %v", u.cpu, u.allocs)
 	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("changing a shared usage in place did not panic")
+		}
+	}()
+	again.add(existing("a3", job, "g", 2, n))
 }
