@@ -8,6 +8,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -630,5 +631,29 @@ func TestBuildRunSpecialFiles(t *testing.T) {
 	b, _ := os.Stat(filepath.Join(root, "b"))
 	if a == nil || b == nil || !os.SameFile(a, b) {
 		t.Fatalf("hardlink /a /b lost")
+	}
+}
+
+func TestBuildManyLayers(t *testing.T) {
+	fx := newFixture(t)
+	// More layers than absolute lowerdir paths fit in one page of mount
+	// options: COPY still mounts the image to resolve its destination.
+	var df strings.Builder
+	df.WriteString("FROM busybox\n")
+	files := map[string]string{}
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&df, "COPY f%d /d/\n", i)
+		files[fmt.Sprintf("f%d", i)] = fmt.Sprint(i)
+	}
+	files["Dockerfile"] = df.String()
+	res, _, err := fx.build(t, Options{ContextDir: writeContext(t, files)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Image.Layers) != 41 {
+		t.Fatalf("%d layers", len(res.Image.Layers))
+	}
+	if got, err := fx.readFile(t, res.Image.ID, "d/f0"); err != nil || got != "0" {
+		t.Fatalf("first file through 41 layers: %q %v", got, err)
 	}
 }

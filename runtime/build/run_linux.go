@@ -23,6 +23,9 @@ import (
 	"github.com/berth-dev/berth/runtime/logs"
 )
 
+// maxMountData is the kernel's limit on mount options (one page).
+const maxMountData = 4096
+
 // tailLines is how many lines of a failed RUN's output its StepError
 // carries.
 const tailLines = 20
@@ -77,9 +80,27 @@ func (b *Builder) mountImage(id string) (string, func(), error) {
 		lower[len(layers)-1-i] = l
 	}
 	opts := "lowerdir=" + strings.Join(lower, ":")
-	if len(opts) >= 4096 {
-		os.Remove(dir)
-		return "", nil, fmt.Errorf("build: image %s has too many layers (%d) to mount", id, len(layers))
+	if len(opts) >= maxMountData {
+		// The options must fit in a page: name the layers through short
+		// symlinks, which overlayfs resolves when it mounts.
+		links, err := os.MkdirTemp("", "bl")
+		if err != nil {
+			os.Remove(dir)
+			return "", nil, fmt.Errorf("build: %w", err)
+		}
+		defer os.RemoveAll(links)
+		short := make([]string, len(lower))
+		for i, l := range lower {
+			short[i] = filepath.Join(links, fmt.Sprintf("%x", i))
+			if err := os.Symlink(l, short[i]); err != nil {
+				os.Remove(dir)
+				return "", nil, fmt.Errorf("build: %w", err)
+			}
+		}
+		if opts = "lowerdir=" + strings.Join(short, ":"); len(opts) >= maxMountData {
+			os.Remove(dir)
+			return "", nil, fmt.Errorf("build: image %s has too many layers (%d) to mount", id, len(layers))
+		}
 	}
 	if err := unix.Mount("overlay", dir, "overlay", unix.MS_RDONLY, opts); err != nil {
 		os.Remove(dir)
