@@ -40,6 +40,7 @@ chaos: build
 
 bench: build
 	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./...
+	BERTH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -run '^$$' -bench BenchmarkBuild -benchtime 10x -timeout 30m ./e2e/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that berth's tests and demo use. berth itself
 # needs none of them at run time; runc, skopeo and docker-registry are test
-# peers and benchmark baselines.
+# peers and benchmark baselines; debootstrap makes the python base image
+# of the build tests, gcc and libc6-dev compile their static C program.
 set -euo pipefail
-pkgs=(busybox-static iproute2 iptables runc skopeo docker-registry ca-certificates)
+pkgs=(busybox-static iproute2 iptables runc skopeo docker-registry ca-certificates debootstrap gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
