@@ -33,6 +33,22 @@
 // BlockingQuery re-runs a read until the state passes an index, waking on
 // memdb watch channels, which backs the HTTP API's ?index=N&wait=30s.
 //
+// Snapshot reads a node's allocations from a radix tree that the FSM
+// publishes together with the memdb snapshot after every entry (before
+// Apply returns), so the placement algorithm's thousands of per-node reads
+// per evaluation allocate nothing.
+//
+// # Garbage collection and tombstones
+//
+// A GCRequest (written by the leader every few minutes, or at once by
+// `berth system gc`) removes finished evaluations, finished allocations of
+// stopped jobs and dead batch jobs older than a threshold. Objects carry
+// Raft indexes, not times: each GC entry records (its index, the leader's
+// time from the request) in a replicated time table, and age is read from
+// that table, never from a clock inside Apply. A ServerTombstoneRequest
+// keeps a server removed with `remove-peer --force` out of the Raft
+// configuration until it stops.
+//
 // # Snapshots
 //
 // FSM.Snapshot captures the memdb snapshot pointer; Persist streams it as
