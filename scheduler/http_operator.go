@@ -91,13 +91,18 @@ func (s *Server) raftRemovePeer(c echo.Context) error {
 	if !found {
 		return notFound("server %q is not a Raft peer", id)
 	}
-	if m, alive := s.aliveServer(id); alive {
-		if !force {
+	// The leader re-adds servers that gossip shows alive; a suspect one
+	// is probably gone, so only alive ones are refused. A forced removal
+	// of either is remembered until gossip shows it gone.
+	if m, present := s.aliveServer(id); present {
+		if !force && m.Status == gossip.StatusAlive {
 			return conflict("server %s (%s) is alive in gossip, so the leader would add it back at once: stop it first and remove it then, "+
 				"or remove it anyway with --force (force=true), which keeps it out until it stops", id, m.Name)
 		}
-		if _, err := s.raft.Apply(consensus.ServerTombstoneRequestType, &consensus.ServerTombstoneRequest{ServerID: id}, applyTimeout); err != nil {
-			return err
+		if force {
+			if _, err := s.raft.Apply(consensus.ServerTombstoneRequestType, &consensus.ServerTombstoneRequest{ServerID: id}, applyTimeout); err != nil {
+				return err
+			}
 		}
 	}
 	if err := s.raft.RemoveServer(id); err != nil {
