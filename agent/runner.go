@@ -296,6 +296,10 @@ func (r *allocRunner) runTask(t *api.Task) {
 			ts.State, ts.ContainerID, ts.Pid = api.TaskStateRunning, id, info.Pid
 			ts.StartedAt, ts.FinishedAt, ts.Message = info.StartedAt, 0, ""
 			r.setTask(t.Name, ts)
+		} else if err == nil && info.StartedAt > 0 {
+			// It ran and has exited already (a quick program): it did
+			// start, which the report below must say.
+			ts.StartedAt = info.StartedAt
 		}
 		stopHealth := r.watchHealth(t.Name, id)
 		st, err := r.a.eng.Wait(r.ctx, id)

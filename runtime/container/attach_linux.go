@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,15 +37,28 @@ func (m *Manager) Attach(id string) (net.Conn, error) {
 	if c.State.Status != StatusRunning {
 		return nil, fmt.Errorf("%w: %s is %s", ErrNotRunning, c.ID, c.State.Status)
 	}
-	conn, err := dialIn(m.dir(c.ID), attachSock)
-	if err != nil {
+	// The shim removes its socket as the container exits, a moment before
+	// it records the exit: a failed dial waits briefly for the state to
+	// say which it was.
+	deadline := time.Now().Add(attachSettle)
+	for {
+		conn, err := dialIn(m.dir(c.ID), attachSock)
+		if err == nil {
+			return conn, nil
+		}
 		if m.state(m.dir(c.ID)).Status != StatusRunning {
 			return nil, fmt.Errorf("%w: %s exited", ErrNotRunning, c.ID)
 		}
-		return nil, fmt.Errorf("container: attach to %s: %w", c.ID, err)
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("container: attach to %s: %w", c.ID, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return conn, nil
 }
+
+// attachSettle bounds how long Attach waits for a container whose attach
+// socket is gone to be recorded as exited.
+const attachSettle = 2 * time.Second
 
 // dialIn connects to the unix socket name in dir through an O_PATH
 // descriptor, as dir may be longer than a socket address can hold.
