@@ -179,7 +179,7 @@ func TestThreeServerCluster(t *testing.T) {
 	if _, err := oc.Do("DELETE", "/v1/operator/raft/peers", map[string][]string{"id": {"s4"}, "force": {"true"}}, nil, nil); err != nil {
 		t.Fatalf("remove-peer --force: %v", err)
 	}
-	time.Sleep(2500 * time.Millisecond) // the leader reconciles every second
+	time.Sleep(1500 * time.Millisecond) // the leader reconciles every second
 	if ids := peerIDs(t, lc); len(ids) != 2 || slices.Contains(ids, "s4") {
 		t.Fatalf("raft peers %v after forced removal of live s4", ids)
 	}
