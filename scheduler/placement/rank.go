@@ -43,6 +43,9 @@ type binPackIterator struct {
 	spread  bool
 	noScore bool // first-fit baseline: every node scores 0
 	metrics *placementMetrics
+
+	slab []rankedNode // see newRanked
+	used int
 }
 
 var _ rankIterator = (*binPackIterator)(nil)
@@ -65,7 +68,8 @@ func (it *binPackIterator) Next() *rankedNode {
 			it.metrics.filter(reason)
 			continue
 		}
-		rn := &rankedNode{node: n, usage: u}
+		rn := it.newRanked()
+		rn.node, rn.usage = n, u
 		rn.scores = rn.buf[:0]
 		if !it.noScore {
 			rn.scores = append(rn.scores, fitScore(n, u.cpu+it.ask.cpu, u.mem+it.ask.mem, it.spread))
@@ -74,7 +78,28 @@ func (it *binPackIterator) Next() *rankedNode {
 	}
 }
 
-func (it *binPackIterator) Reset() { it.source.Reset() }
+// Reset starts a new pass. The ranked nodes of the last pass are reused:
+// nothing keeps one past the next selection (the chosen one is committed
+// first).
+func (it *binPackIterator) Reset() {
+	it.source.Reset()
+	it.used = 0
+}
+
+// newRanked hands out a zeroed ranked node from the pass's slab, so a pass
+// over thousands of candidates does not allocate one each.
+func (it *binPackIterator) newRanked() *rankedNode {
+	if it.used == len(it.slab) {
+		// The full slab's nodes are still in use this pass: start a
+		// bigger one, which later passes reuse.
+		it.slab = make([]rankedNode, max(16, 2*len(it.slab)))
+		it.used = 0
+	}
+	rn := &it.slab[it.used]
+	it.used++
+	*rn = rankedNode{}
+	return rn
+}
 
 // fitScore is Nomad's ScoreFitBinPack, normalised to 0..1: with free
 // fractions f_cpu and f_mem after placement, binpack scores
