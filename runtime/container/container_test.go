@@ -5,6 +5,7 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -408,5 +409,35 @@ func TestNamesListAndStartOnce(t *testing.T) {
 	}
 	if _, err := m.Get("nosuch"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("get of nothing: %v, want ErrNotFound", err)
+	}
+}
+
+// An image of more layers than a page of absolute lowerdir paths holds
+// still mounts, with every layer visible in order.
+func TestManyLayers(t *testing.T) {
+	m := newManager(t)
+	const n = 70
+	long := filepath.Join(t.TempDir(), strings.Repeat("a-long-layer-directory-name-", 4))
+	s := testSpec(t, "cat /layers/bottom /layers/top; ls /layers | wc -l")
+	for i := 0; i < n; i++ {
+		dir := filepath.Join(long, fmt.Sprintf("layer-%03d", i))
+		if err := os.MkdirAll(filepath.Join(dir, "layers"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "layers", fmt.Sprintf("f%03d", i)), nil, 0o644)
+		// A lower layer's file of the same name is hidden by an upper one.
+		os.WriteFile(filepath.Join(dir, "layers", "top"), []byte(fmt.Sprintf("top from %d\n", i)), 0o644)
+		if i == 0 {
+			os.WriteFile(filepath.Join(dir, "layers", "bottom"), []byte("bottom\n"), 0o644)
+		}
+		s.Layers = append(s.Layers, dir)
+	}
+	if got := len("lowerdir=") + n*len(s.Layers[1]); got < maxMountData {
+		t.Fatalf("the layer paths take %d bytes, which fit a page: the test needs longer ones", got)
+	}
+	out := runOK(t, m, s)
+	want := fmt.Sprintf("bottom\ntop from %d\n%d\n", n-1, n+2)
+	if out != want {
+		t.Fatalf("container saw %q, want %q", out, want)
 	}
 }

@@ -98,7 +98,23 @@ func initPlan(s *Spec, dir string) ([]byte, error) {
 		devData += ",uid=" + shift(0) + ",gid=" + shift(0)
 		ptsGID = shift(5)
 	}
-	p.op("overlay", "lowerdir="+strings.Join(lower, ":")+",upperdir="+filepath.Join(dir, upperDir)+",workdir="+filepath.Join(dir, workDir))
+	if data := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + filepath.Join(dir, upperDir) + ",workdir=" + filepath.Join(dir, workDir); len(data) < maxMountData {
+		p.op("overlay", data)
+	} else {
+		// Mount options must fit in a page, which absolute paths of some
+		// forty layers do not: name them relative to the container's
+		// directory, through short symlinks for the image's layers, and
+		// let init mount from there.
+		short, err := shortLowerDirs(dir, lower)
+		if err != nil {
+			return nil, err
+		}
+		data = "lowerdir=" + strings.Join(short, ":") + ",upperdir=" + upperDir + ",workdir=" + workDir
+		if len(data) >= maxMountData {
+			return nil, fmt.Errorf("%w: %d layers are more than one overlay mount can stack", ErrInvalidSpec, len(lower))
+		}
+		p.op("overlayat", dir, data)
+	}
 	mount := func(src, dst, fstype string, flags uintptr, data, kind string, ro bool) {
 		r := "0"
 		if ro {
@@ -263,4 +279,36 @@ func hostDevices() ([]Device, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// maxMountData is the most option bytes mount(2) takes: one page, with
+// its terminating NUL.
+const maxMountData = 4095
+
+// shortLinkDir, in a container's directory, holds a short symlink per
+// image layer when the layers' own paths are too long to mount together.
+const shortLinkDir = "l"
+
+// shortLowerDirs names each of lower relative to dir: a path inside dir
+// as it is, any other through a symlink dir/l/<hex index>.
+func shortLowerDirs(dir string, lower []string) ([]string, error) {
+	links := filepath.Join(dir, shortLinkDir)
+	if err := os.RemoveAll(links); err != nil {
+		return nil, fmt.Errorf("container: layer links: %w", err)
+	}
+	if err := os.Mkdir(links, 0o700); err != nil {
+		return nil, fmt.Errorf("container: layer links: %w", err)
+	}
+	short := make([]string, len(lower))
+	for i, l := range lower {
+		if rel, err := filepath.Rel(dir, l); err == nil && filepath.IsLocal(rel) {
+			short[i] = rel
+			continue
+		}
+		short[i] = filepath.Join(shortLinkDir, strconv.FormatInt(int64(i), 16))
+		if err := os.Symlink(l, filepath.Join(dir, short[i])); err != nil {
+			return nil, fmt.Errorf("container: layer links: %w", err)
+		}
+	}
+	return short, nil
 }

@@ -736,6 +736,19 @@ static void run_plan(void) {
 			const char *data = next();
 			if (mount("overlay", rootfs, "overlay", 0, data) < 0)
 				fail(127, "mount overlay rootfs: %s", strerror(errno));
+		} else if (!strcmp(op, "overlayat")) {
+			/* the same with paths relative to a directory, for more
+			   layers than absolute paths fit in a page of options */
+			const char *at = next();
+			const char *data = next();
+			int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (cwd < 0 || chdir(at) < 0)
+				fail(127, "mount overlay rootfs: enter %s: %s", at, strerror(errno));
+			if (mount("overlay", rootfs, "overlay", 0, data) < 0)
+				fail(127, "mount overlay rootfs: %s", strerror(errno));
+			if (fchdir(cwd) < 0)
+				fail(127, "mount overlay rootfs: leave %s: %s", at, strerror(errno));
+			close(cwd);
 		} else if (!strcmp(op, "mount")) {
 			do_mount();
 		} else if (!strcmp(op, "mknod")) {
