@@ -637,7 +637,8 @@ func TestBuildRunSpecialFiles(t *testing.T) {
 func TestBuildManyLayers(t *testing.T) {
 	fx := newFixture(t)
 	// More layers than absolute lowerdir paths fit in one page of mount
-	// options: COPY still mounts the image to resolve its destination.
+	// options: COPY still mounts the image to resolve its destination,
+	// and a RUN's container still starts on them.
 	var df strings.Builder
 	df.WriteString("FROM busybox\n")
 	files := map[string]string{}
@@ -645,15 +646,19 @@ func TestBuildManyLayers(t *testing.T) {
 		fmt.Fprintf(&df, "COPY f%d /d/\n", i)
 		files[fmt.Sprintf("f%d", i)] = fmt.Sprint(i)
 	}
+	df.WriteString("RUN cat /d/f0 /d/f39 > /d/both\n")
 	files["Dockerfile"] = df.String()
 	res, _, err := fx.build(t, Options{ContextDir: writeContext(t, files)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Image.Layers) != 41 {
+	if len(res.Image.Layers) != 42 {
 		t.Fatalf("%d layers", len(res.Image.Layers))
 	}
 	if got, err := fx.readFile(t, res.Image.ID, "d/f0"); err != nil || got != "0" {
-		t.Fatalf("first file through 41 layers: %q %v", got, err)
+		t.Fatalf("first file through 42 layers: %q %v", got, err)
+	}
+	if got, err := fx.readFile(t, res.Image.ID, "d/both"); err != nil || got != "039" {
+		t.Fatalf("RUN on 41 layers wrote %q %v", got, err)
 	}
 }

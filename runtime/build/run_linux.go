@@ -136,11 +136,6 @@ func (j *job) runStep(ctx context.Context, st *stage, c *instructions.RunCommand
 	if len(layers) == 0 {
 		return nil, lineError(line, "RUN needs a program to run, but the image is empty (FROM scratch)")
 	}
-	// The container runtime mounts the layers by absolute path in one
-	// page of options; say so rather than fail with a bare exit 127.
-	if n := len(strings.Join(layers, ":")) + 2*len(j.b.ctrRoot) + 200; n >= maxMountData {
-		return nil, fmt.Errorf("build: line %d: RUN: the image has %d layers, more than a container can mount here; merge some steps", line, len(layers))
-	}
 	m := j.b.containers
 	id := "build-" + randomID()
 	spec := &container.Spec{
