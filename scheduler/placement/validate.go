@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -148,6 +149,7 @@ func ValidateJob(job *api.Job) error {
 				v.add(tf+".image", "must not be empty")
 			}
 			v.resources(tf+".resources", t.Resources)
+			v.security(tf, t)
 			for pi, p := range t.Ports {
 				pf := fmt.Sprintf("%s.ports[%d]", tf, pi)
 				if p.To < 1 || p.To > 65535 {
@@ -183,6 +185,34 @@ func ValidateJob(job *api.Job) error {
 		return &ValidationError{Problems: v.problems}
 	}
 	return nil
+}
+
+// MaxSeccompProfile bounds a task's inline seccomp profile (Docker's own
+// default profile is about 20 KiB).
+const MaxSeccompProfile = 1 << 20
+
+// security checks a task's container-hardening options as far as the
+// server can without the runtime: the agent compiles the seccomp profile
+// and fails the task with the compiler's reason if it does not.
+func (v *validator) security(tf string, t *api.Task) {
+	switch t.Userns {
+	case "", "host", "private":
+	default:
+		v.add(tf+".userns", "%q is not a user namespace mode: use host or private", t.Userns)
+	}
+	switch p := strings.TrimSpace(t.Seccomp); {
+	case t.Seccomp == "" || t.Seccomp == "unconfined":
+	case len(t.Seccomp) > MaxSeccompProfile:
+		v.add(tf+".seccomp", "the profile is %d bytes; the limit is %d", len(t.Seccomp), MaxSeccompProfile)
+	case !strings.HasPrefix(p, "{") || !json.Valid([]byte(p)):
+		v.add(tf+".seccomp", "must be unconfined or a seccomp profile in Docker's JSON format")
+	}
+	for i, m := range t.Tmpfs {
+		path, _, _ := strings.Cut(m, ":")
+		if !strings.HasPrefix(path, "/") || path == "/" || strings.Contains(path, "..") || strings.ContainsRune(m, 0) {
+			v.add(fmt.Sprintf("%s.tmpfs[%d]", tf, i), "%q: the path must be absolute and not /", m)
+		}
+	}
 }
 
 func protocolOf(p string) string {
