@@ -222,9 +222,13 @@ type Node struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Resources   NodeResources     `json:"resources"`
 	// StatusUpdatedAt is unix nanoseconds, stamped outside the FSM.
-	StatusUpdatedAt int64  `json:"status_updated_at,omitempty"`
-	CreateIndex     uint64 `json:"create_index,omitempty"`
-	ModifyIndex     uint64 `json:"modify_index,omitempty"`
+	StatusUpdatedAt int64 `json:"status_updated_at,omitempty"`
+	// TokenAccessor is the accessor of the ACL token that registered the
+	// node (set by the server): only that token, or a management one, may
+	// heartbeat it, read its allocations and report their status.
+	TokenAccessor string `json:"token_accessor,omitempty"`
+	CreateIndex   uint64 `json:"create_index,omitempty"`
+	ModifyIndex   uint64 `json:"modify_index,omitempty"`
 }
 
 // NodeResources is a node's schedulable capacity.

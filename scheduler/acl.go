@@ -324,7 +324,14 @@ func (s *Server) check(c echo.Context, a *authz, rule routeRule) (allowed bool, 
 	case needCluster:
 		return a.cluster(), nil, nil
 	case needNode:
-		return a.node(), nil, nil
+		if !a.node() {
+			return false, nil, nil
+		}
+		if id := c.Param("id"); id != "" {
+			ok, err := s.nodeBound(a, id)
+			return ok, nil, err
+		}
+		return true, nil, nil
 	case needJob:
 		return a.allows(rule.cap, c.Param("id")), nil, nil
 	case needJobBody:
@@ -751,4 +758,25 @@ func peekBody(c echo.Context) ([]byte, error) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil
+}
+
+// nodeBound reports whether a node token may act for node nodeID: a node
+// belongs to the token that registered it, so one agent's token cannot
+// read another node's allocations (and the secrets in them) or speak for
+// it. A management token may act for any node; a node whose token was
+// deleted may be taken over by the next one (how a node token rotates).
+func (s *Server) nodeBound(a *authz, nodeID string) (bool, error) {
+	if a == nil || a.management {
+		return true, nil
+	}
+	st := s.raft.State()
+	n, err := st.NodeByID(nil, nodeID)
+	if err != nil || n == nil || n.TokenAccessor == "" || n.TokenAccessor == a.accessor {
+		return err == nil, err
+	}
+	owner, err := st.ACLTokenByAccessor(nil, n.TokenAccessor)
+	if err != nil {
+		return false, err
+	}
+	return owner == nil, nil
 }

@@ -465,6 +465,60 @@ func TestACLBehaviour(t *testing.T) {
 		}
 	})
 
+	t.Run("a node belongs to the token that registered it", func(t *testing.T) {
+		rules := []api.ACLRule{{Capabilities: []string{api.CapNode}}}
+		for _, name := range []string{"node2", "node3"} {
+			if err := f.mgmt.ACL().ApplyPolicy(&api.ACLPolicy{Name: name, Rules: rules}); err != nil {
+				t.Fatal(err)
+			}
+			tk, err := f.mgmt.ACL().CreateToken(&api.ACLTokenCreateRequest{Name: name, Policies: []string{name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.tokens[name] = tk.SecretID
+		}
+		// n1 was registered before the bootstrap, by no token: the node
+		// token that registers it next owns it.
+		n1 := simNode("n1", 8000, 8192)
+		if _, err := f.as(t, tNode).Nodes().Register(n1); err != nil {
+			t.Fatalf("owner re-registers n1: %v", err)
+		}
+		if n, _ := f.s.raft.State().NodeByID(nil, "n1"); n == nil || n.TokenAccessor == "" {
+			t.Fatalf("n1 is not bound to its token: %+v", n)
+		}
+		alloc := jobAllocs(t, f.mgmt, "web-1")[0]
+		status := `{"allocs":[{"id":"` + alloc.ID + `","client_status":"running"}]}`
+		for _, tc := range []struct{ method, path, body string }{
+			{http.MethodPut, "/v1/nodes/n1/heartbeat", ""},
+			{http.MethodGet, "/v1/nodes/n1/allocations", ""},
+			{http.MethodPost, "/v1/nodes/register", `{"node":{"id":"n1","name":"name-n1","resources":{"cpu":8000,"memory":8192}}}`},
+			{http.MethodPut, "/v1/allocations/status", status},
+		} {
+			code, body := f.do(t, "node2", tc.method, tc.path, tc.body)
+			checkDenied(t, tc.method+" "+tc.path, code, body, "n1", "web-1")
+			if code, body := f.do(t, tNode, tc.method, tc.path, tc.body); code != http.StatusOK {
+				t.Fatalf("the owner's %s %s: %d %s", tc.method, tc.path, code, body)
+			}
+			if code, body := f.do(t, tMgmt, tc.method, tc.path, tc.body); code != http.StatusOK {
+				t.Fatalf("management's %s %s: %d %s", tc.method, tc.path, code, body)
+			}
+		}
+		// A node whose token is deleted can be taken over: a rotation.
+		if _, err := f.as(t, "node3").Nodes().Register(simNode("n10", 1000, 1024)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.as(t, "node2").Nodes().Register(simNode("n10", 1000, 1024)); err == nil {
+			t.Fatal("node2 took over node3's node")
+		}
+		n10, _ := f.s.raft.State().NodeByID(nil, "n10")
+		if err := f.mgmt.ACL().DeleteToken(n10.TokenAccessor); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.as(t, "node2").Nodes().Register(simNode("n10", 1000, 1024)); err != nil {
+			t.Fatalf("register after the owner's token was deleted: %v", err)
+		}
+	})
+
 	t.Run("audit records writes and exec", func(t *testing.T) {
 		f.do(t, tWebSubmit, http.MethodPost, "/v1/nodes/n1/agent/containers/"+f.webCtr+"/exec", `{"cmd":["id"]}`)
 		f.do(t, tWebRead, http.MethodPost, "/v1/nodes/n1/agent/containers/"+f.webCtr+"/exec", `{"cmd":["id"]}`)

@@ -596,6 +596,14 @@ func (s *Server) allocUpdate(c echo.Context) error {
 		if err != nil {
 			return err
 		}
+		if old != nil {
+			// Only the node's own token reports its allocations.
+			if ok, err := s.nodeBound(requestAuthz(c), old.NodeID); err != nil {
+				return err
+			} else if !ok {
+				return errPermissionDenied
+			}
+		}
 		if old == nil || old.Terminal() {
 			continue
 		}
@@ -817,6 +825,19 @@ func (s *Server) nodeRegister(c echo.Context) error {
 	n := req.Node
 	if err := validateNode(n); err != nil {
 		return err
+	}
+	n.TokenAccessor = ""
+	if a := requestAuthz(c); a != nil {
+		if ok, err := s.nodeBound(a, n.ID); err != nil {
+			return err
+		} else if !ok {
+			return errPermissionDenied
+		}
+		if !a.management {
+			n.TokenAccessor = a.accessor
+		} else if old, err := s.raft.State().NodeByID(nil, n.ID); err == nil && old != nil {
+			n.TokenAccessor = old.TokenAccessor // an operator's re-registration keeps the owner
+		}
 	}
 	st := s.raft.State()
 	if other, err := st.NodeByName(nil, n.Name); err != nil {
