@@ -50,6 +50,20 @@ type schedResult struct {
 	registerTime time.Duration
 	leaderMoves  int
 	idle         []time.Duration // probes before the load, for comparison
+	// serverCPU is the CPU time all servers used while the load ran:
+	// steadier than wall time on a shared machine.
+	serverCPU time.Duration
+}
+
+// serversCPU sums the CPU time the cluster's server processes have used.
+func serversCPU(c *Cluster) time.Duration {
+	var total time.Duration
+	for _, s := range c.Servers {
+		if d, err := CPUTime(s.Pid()); err == nil {
+			total += d
+		}
+	}
+	return total
 }
 
 func (r *schedResult) placementsPerSec() float64 {
@@ -106,14 +120,15 @@ func benchSchedule(b *testing.B, servers int, tls bool) {
 		benchMu.Lock()
 		benchResults[v] = res
 		benchMu.Unlock()
-		fmt.Printf("schedbench: servers=%d tls=%t nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p90=%s p99=%s max=%s (%d probes; idle cluster p50=%s); server RSS %.0f MiB; %d node registrations took %s; leader changes %d\n",
+		fmt.Printf("schedbench: servers=%d tls=%t nodes=%d allocations=%d (failed %d) jobs=%d in %s: %.0f placements/s; count=1 job submit→committed p50=%s p90=%s p99=%s max=%s (%d probes; idle cluster p50=%s); server RSS %.0f MiB, server CPU %s; %d node registrations took %s; leader changes %d\n",
 			res.servers, res.tls, benchNodes, res.placed, res.failed, res.jobs, res.elapsed.Round(time.Millisecond),
 			res.placementsPerSec(), res.percentile(0.50).Round(100*time.Microsecond), res.percentile(0.90).Round(100*time.Microsecond),
 			res.percentile(0.99).Round(100*time.Microsecond), res.percentile(1).Round(100*time.Microsecond), len(res.probes),
-			percentile(res.idle, 0.5).Round(100*time.Microsecond), float64(res.rssBytes)/(1<<20), benchNodes, res.registerTime.Round(time.Millisecond), res.leaderMoves)
+			percentile(res.idle, 0.5).Round(100*time.Microsecond), float64(res.rssBytes)/(1<<20), res.serverCPU.Round(time.Millisecond), benchNodes, res.registerTime.Round(time.Millisecond), res.leaderMoves)
 	}
 	b.ReportMetric(float64(res.elapsed.Nanoseconds())/float64(max(res.placed, 1)), "ns/op")
 	b.ReportMetric(res.placementsPerSec(), "placements/s")
+	b.ReportMetric(float64(res.serverCPU.Microseconds())/float64(max(res.placed, 1)), "server-cpu-us/op")
 	b.ReportMetric(float64(res.percentile(0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(res.percentile(0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(res.rssBytes)/(1<<20), "rss-MiB")
@@ -306,6 +321,7 @@ func runSchedScenario(b *testing.B, servers int, tls bool) *schedResult {
 	)
 	fail := func(err error) { firstErr.CompareAndSwap(nil, &err) }
 	bulkDone := make(chan struct{})
+	cpu0 := serversCPU(c)
 	start = time.Now()
 	for w := 0; w < benchSubmitters; w++ {
 		wg.Add(1)
@@ -365,6 +381,7 @@ func runSchedScenario(b *testing.B, servers int, tls bool) *schedResult {
 	}()
 	wg.Wait()
 	res.elapsed = time.Since(start)
+	res.serverCPU = serversCPU(c) - cpu0
 	close(bulkDone)
 	<-probeDone
 	b.StopTimer()

@@ -555,3 +555,29 @@ func RSS(pid int) (int64, error) {
 	}
 	return 0, errors.New("no VmRSS line in /proc/" + strconv.Itoa(pid) + "/status")
 }
+
+// CPUTime returns the user plus system CPU time a process has used, from
+// /proc/PID/stat (in clock ticks of 10ms, Linux's USER_HZ).
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields after it are
+	// counted from its closing parenthesis.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("unreadable CPU times in /proc/" + strconv.Itoa(pid) + "/stat")
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
