@@ -439,15 +439,20 @@ func ctrStateWord(x *ctr) string {
 	return api.ContainerCreated
 }
 
-// ctrStatus is docker's status column: "Up 3 minutes", "Exited (0) 2
-// seconds ago".
+// ctrStatus is docker's status column: "Up 3 minutes (healthy)",
+// "Exited (0) 2 seconds ago".
 func ctrStatus(x *ctr) string {
 	st := x.State
 	switch st.State {
 	case api.TaskStateRunning:
 		s := "Up " + humanDuration(time.Since(time.Unix(0, st.StartedAt)))
-		if x.Alloc.DesiredStatus != api.AllocDesiredRun {
+		switch {
+		case x.Alloc.DesiredStatus != api.AllocDesiredRun:
 			s += " (stopping)"
+		case st.Health == "starting":
+			s += " (health: starting)" // docker's words
+		case st.Health != "":
+			s += " (" + st.Health + ")"
 		}
 		return s
 	case api.TaskStateDead:

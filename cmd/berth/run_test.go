@@ -431,6 +431,9 @@ func TestCtrStatus(t *testing.T) {
 		x                *ctr
 	}{
 		{"up", "Up 3 minutes", "running", mk("running", "run", &api.TaskState{State: "running", StartedAt: now.Add(-3 * time.Minute).UnixNano()})},
+		{"healthy", "Up 3 minutes (healthy)", "running", mk("running", "run", &api.TaskState{State: "running", Health: "healthy", StartedAt: now.Add(-3 * time.Minute).UnixNano()})},
+		{"unhealthy", "Up 3 minutes (unhealthy)", "running", mk("running", "run", &api.TaskState{State: "running", Health: "unhealthy", StartedAt: now.Add(-3 * time.Minute).UnixNano()})},
+		{"health starting", "Up 3 minutes (health: starting)", "running", mk("running", "run", &api.TaskState{State: "running", Health: "starting", StartedAt: now.Add(-3 * time.Minute).UnixNano()})},
 		{"stopping", "Up 2 seconds (stopping)", "running", mk("running", "stop", &api.TaskState{State: "running", StartedAt: now.Add(-2 * time.Second).UnixNano()})},
 		{"exited", "Exited (3) 5 seconds ago", "exited", mk("failed", "run", &api.TaskState{State: "dead", ExitCode: 3, StartedAt: 1, FinishedAt: now.Add(-5 * time.Second).UnixNano()})},
 		{"oom", "Exited (137) OOMKilled 1 second ago", "exited", mk("failed", "run", &api.TaskState{State: "dead", ExitCode: 137, OOMKilled: true, StartedAt: 1, FinishedAt: now.Add(-time.Second).UnixNano()})},
