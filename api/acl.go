@@ -51,6 +51,9 @@ type ACLRule struct {
 	Namespace    string   `json:"namespace,omitempty"`
 	JobPrefix    string   `json:"job_prefix,omitempty"`
 	Capabilities []string `json:"capabilities"`
+	// SecretPrefix narrows the secrets capability to the secrets whose
+	// names start with it; empty means every secret.
+	SecretPrefix string `json:"secret_prefix,omitempty"`
 }
 
 // ACLToken is a token as the API shows it: the accessor ID identifies it

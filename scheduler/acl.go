@@ -167,6 +167,19 @@ func (a *authz) allows(capability, job string) bool {
 	return false
 }
 
+// allowsSecret reports whether the token may give job's tasks secret.
+func (a *authz) allowsSecret(job, secret string) bool {
+	if a.management {
+		return true
+	}
+	for _, r := range a.rules {
+		if hasCap(r, api.CapSecrets) && ruleSelects(r, job) && strings.HasPrefix(secret, r.SecretPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // allowsAll reports whether the token may use capability on every job.
 func (a *authz) allowsAll(capability string) bool {
 	if a.management {
@@ -401,8 +414,10 @@ func (s *Server) checkJobBody(c echo.Context, a *authz) (bool, error) {
 				if t.Privileged && !a.allows(api.CapPrivileged, name) {
 					return false, nil
 				}
-				if len(t.Secrets) > 0 && !a.allows(api.CapSecrets, name) {
-					return false, nil
+				for _, ts := range t.Secrets {
+					if !a.allowsSecret(name, ts.Name) {
+						return false, nil
+					}
 				}
 			}
 		}

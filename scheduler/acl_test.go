@@ -419,6 +419,29 @@ func TestACLBehaviour(t *testing.T) {
 		}
 	})
 
+	t.Run("secrets need the right, per secret prefix", func(t *testing.T) {
+		job := simpleJob("web-sec", 1, 100, 64)
+		job.Groups[0].Tasks[0].Secrets = []api.TaskSecret{{Name: "web-db"}}
+		_, err := f.as(t, tWebSubmit).Jobs().Register(job)
+		checkStatus(t, err, http.StatusForbidden)
+		if err := f.mgmt.ACL().ApplyPolicy(&api.ACLPolicy{Name: "sec", Rules: []api.ACLRule{
+			{JobPrefix: "web-", Capabilities: []string{api.CapSubmit, api.CapSecrets}, SecretPrefix: "web-"}}}); err != nil {
+			t.Fatal(err)
+		}
+		tk, err := f.mgmt.ACL().CreateToken(&api.ACLTokenCreateRequest{Name: "sec", Policies: []string{"sec"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := client(t, f.s)
+		c.SetToken(tk.SecretID)
+		if _, err := c.Jobs().Register(job); err != nil {
+			t.Fatalf("a web- secret with the right: %v", err)
+		}
+		job.Groups[0].Tasks[0].Secrets = append(job.Groups[0].Tasks[0].Secrets, api.TaskSecret{Name: "db-root"})
+		_, err = c.Jobs().Register(job)
+		checkStatus(t, err, http.StatusForbidden)
+	})
+
 	t.Run("privileged needs the right", func(t *testing.T) {
 		job := simpleJob("web-priv", 1, 100, 64)
 		job.Groups[0].Tasks[0].Privileged = true
