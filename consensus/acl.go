@@ -176,16 +176,22 @@ func (w *writer) aclPolicyUpsert(req *ACLPolicyUpsertRequest) error {
 }
 
 func (w *writer) aclPolicyDelete(req *ACLPolicyDeleteRequest) error {
-	var gone []any
-	for _, name := range req.Names {
-		obj := w.first(TableACLPolicies, name)
+	return w.deleteAll(TableACLPolicies, req.Names, ErrACLPolicyNotFound)
+}
+
+// deleteAll deletes the rows of table with the IDs ids, all or none: an
+// ID that is not there refuses the whole request with notFound.
+func (w *writer) deleteAll(table string, ids []string, notFound error) error {
+	gone := make([]any, 0, len(ids))
+	for _, id := range ids {
+		obj := w.first(table, id)
 		if obj == nil {
-			return fmt.Errorf("%w: %q", ErrACLPolicyNotFound, name)
+			return fmt.Errorf("%w: %q", notFound, id)
 		}
 		gone = append(gone, obj)
 	}
 	for _, obj := range gone {
-		w.delete(TableACLPolicies, obj)
+		w.delete(table, obj)
 	}
 	return nil
 }
@@ -216,18 +222,7 @@ func (w *writer) aclTokenUpsert(tokens []*ACLToken) error {
 }
 
 func (w *writer) aclTokenDelete(req *ACLTokenDeleteRequest) error {
-	var gone []any
-	for _, id := range req.AccessorIDs {
-		obj := w.first(TableACLTokens, id)
-		if obj == nil {
-			return fmt.Errorf("%w: %q", ErrACLTokenNotFound, id)
-		}
-		gone = append(gone, obj)
-	}
-	for _, obj := range gone {
-		w.delete(TableACLTokens, obj)
-	}
-	return nil
+	return w.deleteAll(TableACLTokens, req.AccessorIDs, ErrACLTokenNotFound)
 }
 
 func (w *writer) secretUpsert(req *SecretUpsertRequest) error {
@@ -246,12 +241,7 @@ func (w *writer) secretUpsert(req *SecretUpsertRequest) error {
 }
 
 func (w *writer) secretDelete(req *SecretDeleteRequest) error {
-	obj := w.first(TableSecrets, req.Name)
-	if obj == nil {
-		return fmt.Errorf("%w: %q", ErrSecretNotFound, req.Name)
-	}
-	w.delete(TableSecrets, obj)
-	return nil
+	return w.deleteAll(TableSecrets, []string{req.Name}, ErrSecretNotFound)
 }
 
 // --- reads
