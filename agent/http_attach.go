@@ -121,25 +121,18 @@ func (a *Agent) handleAttach(c echo.Context) error {
 	go func() {
 		defer close(gone)
 		defer sh.Close()
-		fr := api.NewFrameReader(br)
-		for {
-			t, p, err := fr.Next()
-			if err != nil {
-				return
-			}
+		readClient(br, func(t api.FrameType, p []byte) bool {
 			switch t {
 			case api.FrameStdin, api.FrameCloseStdin:
 				if !q.stdin {
-					continue
+					return true
 				}
 			case api.FrameResize:
 			default:
-				return
+				return false
 			}
-			if toShim.Write(t, p) != nil {
-				return
-			}
-		}
+			return toShim.Write(t, p) == nil
+		})
 	}()
 	_, _ = io.Copy(conn, sh)
 	select {
@@ -193,12 +186,7 @@ func (a *Agent) attachLog(c echo.Context, id string) error {
 	go func() {
 		defer close(gone)
 		defer rc.Close()
-		fr := api.NewFrameReader(br)
-		for {
-			if _, _, err := fr.Next(); err != nil {
-				return
-			}
-		}
+		readClient(br, func(api.FrameType, []byte) bool { return true })
 	}()
 	fw := api.NewFrameWriter(conn)
 	if !copyLogFrames(fw, rc) {
@@ -320,17 +308,12 @@ func (a *Agent) execTTY(c echo.Context, id string, p *container.Process, q *atta
 	go func() {
 		// A client that goes away kills the process, as with exec.
 		defer cancel()
-		fr := api.NewFrameReader(br)
-		for {
-			t, b, err := fr.Next()
-			if err != nil {
-				return
-			}
+		readClient(br, func(t api.FrameType, b []byte) bool {
 			switch t {
 			case api.FrameStdin:
 				if q.stdin {
 					if _, err := master.Write(b); err != nil {
-						return
+						return false
 					}
 				}
 			case api.FrameResize:
@@ -338,9 +321,10 @@ func (a *Agent) execTTY(c echo.Context, id string, p *container.Process, q *atta
 				_ = container.Resize(master, rows, cols)
 			case api.FrameCloseStdin:
 			default:
-				return
+				return false
 			}
-		}
+			return true
+		})
 	}()
 	out := make(chan struct{})
 	go func() {
@@ -351,11 +335,7 @@ func (a *Agent) execTTY(c echo.Context, id string, p *container.Process, q *atta
 	slave.Close()
 	_ = master.SetReadDeadline(time.Now().Add(ptyDrain))
 	<-out
-	res := api.ExitResult{ExitCode: code}
-	if err != nil {
-		res.Error = err.Error()
-	}
-	_ = fw.Exit(res)
+	sendExecExit(fw, code, err)
 	return nil
 }
 
@@ -382,12 +362,7 @@ func (a *Agent) execPipes(c echo.Context, id string, p *container.Process, q *at
 	defer cancel()
 	go func() {
 		defer cancel()
-		fr := api.NewFrameReader(br)
-		for {
-			t, b, err := fr.Next()
-			if err != nil {
-				return
-			}
+		readClient(br, func(t api.FrameType, b []byte) bool {
 			switch t {
 			case api.FrameStdin:
 				if stdinW != nil {
@@ -400,19 +375,37 @@ func (a *Agent) execPipes(c echo.Context, id string, p *container.Process, q *at
 				}
 			case api.FrameResize:
 			default:
-				return
+				return false
 			}
-		}
+			return true
+		})
 	}()
 	var in io.Reader
 	if stdin != nil {
 		in = stdin
 	}
 	code, err := a.eng.Containers.Exec(ctx, id, p, in, fw.Stream(api.FrameStdout), fw.Stream(api.FrameStderr))
+	sendExecExit(fw, code, err)
+	return nil
+}
+
+// readClient reads a client's frames until it goes away or handle, called
+// for each, returns false.
+func readClient(br io.Reader, handle func(t api.FrameType, p []byte) bool) {
+	fr := api.NewFrameReader(br)
+	for {
+		t, p, err := fr.Next()
+		if err != nil || !handle(t, p) {
+			return
+		}
+	}
+}
+
+// sendExecExit sends an exec'd process's exit frame.
+func sendExecExit(fw *api.FrameWriter, code int, err error) {
 	res := api.ExitResult{ExitCode: code}
 	if err != nil {
 		res.Error = err.Error()
 	}
 	_ = fw.Exit(res)
-	return nil
 }
