@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -371,7 +373,7 @@ func (s *Server) keyringOp(c echo.Context, op, key string) error {
 		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
 	case errors.Is(err, gossip.ErrKeyringOp):
 		msg := err.Error()
-		for _, name := range gossip.SortedKeys(countKeys(resp.Errors)) {
+		for _, name := range slices.Sorted(maps.Keys(resp.Errors)) {
 			msg += "; " + name + ": " + resp.Errors[name]
 		}
 		return echo.NewHTTPError(http.StatusInternalServerError, msg)
@@ -379,14 +381,5 @@ func (s *Server) keyringOp(c echo.Context, op, key string) error {
 		return err
 	}
 	s.log.Info("gossip keyring operation done", "op", op, "members", resp.Members)
-	return c.JSON(http.StatusOK, api.KeyringResponse{Members: resp.Members, Answered: resp.Answered,
-		Errors: resp.Errors, Keys: resp.Keys, PrimaryKeys: resp.PrimaryKeys})
-}
-
-func countKeys(m map[string]string) map[string]int {
-	out := make(map[string]int, len(m))
-	for k := range m {
-		out[k] = 1
-	}
-	return out
+	return c.JSON(http.StatusOK, resp)
 }

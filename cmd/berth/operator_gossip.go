@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -63,7 +65,7 @@ the rotated keys.`,
 				return fmt.Errorf("keyring list: %w", err)
 			}
 			t := newTable(cmd.OutOrStdout(), "KEY", "MEMBERS", "PRIMARY")
-			for _, k := range gossip.SortedKeys(resp.Keys) {
+			for _, k := range slices.Sorted(maps.Keys(resp.Keys)) {
 				t.Row(k, fmt.Sprintf("%d/%d", resp.Keys[k], resp.Members), fmt.Sprint(resp.PrimaryKeys[k]))
 			}
 			return t.Flush()

@@ -10,12 +10,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/berth-dev/berth/api"
 )
 
 // Keyring errors.
@@ -179,20 +180,6 @@ func (k *Keyring) save() error {
 	return nil
 }
 
-// KeyringResponse is what a keyring operation did across the pool.
-type KeyringResponse struct {
-	// Members is how many members were asked (this one included);
-	// Answered how many replied.
-	Members  int `json:"members"`
-	Answered int `json:"answered"`
-	// Errors maps a member's name to what failed there.
-	Errors map[string]string `json:"errors,omitempty"`
-	// Keys maps each key to the number of members holding it (list).
-	Keys map[string]int `json:"keys,omitempty"`
-	// PrimaryKeys maps each primary key to the number of members using it.
-	PrimaryKeys map[string]int `json:"primary_keys,omitempty"`
-}
-
 // Message types of the keyring protocol, carried as memberlist user
 // messages over the reliable (TCP) channel, encrypted like all gossip.
 const (
@@ -234,7 +221,7 @@ func (p *Pool) Keyring() *Keyring { return p.kr.ring }
 // Rotation without downtime: install the new key (every member can now
 // read it), use it (every member now writes with it), then remove the old
 // one.
-func (p *Pool) KeyringOp(ctx context.Context, op, key string) (*KeyringResponse, error) {
+func (p *Pool) KeyringOp(ctx context.Context, op, key string) (*api.KeyringResponse, error) {
 	switch op {
 	case KeyInstall, KeyUse, KeyRemove, KeyList:
 	default:
@@ -271,7 +258,7 @@ func (p *Pool) KeyringOp(ctx context.Context, op, key string) (*KeyringResponse,
 	// Each operation is safe on its own in any order across members; what
 	// keeps the pool talking is the order of operations (install, use,
 	// remove), each acknowledged by every member before the next.
-	resp := &KeyringResponse{Members: len(targets) + 1, Errors: map[string]string{},
+	resp := &api.KeyringResponse{Members: len(targets) + 1, Errors: map[string]string{},
 		Keys: map[string]int{}, PrimaryKeys: map[string]int{}}
 	replies <- p.localKeyring(id, op, key)
 	for _, n := range targets {
@@ -354,14 +341,4 @@ func (p *Pool) handleKeyringMsg(b []byte) {
 			}
 		}
 	}
-}
-
-// SortedKeys returns m's keys in order (for printing).
-func SortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
