@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"iter"
 	"time"
 )
 
@@ -42,6 +43,27 @@ type Job struct {
 	CreateIndex    uint64 `json:"create_index,omitempty"`
 	ModifyIndex    uint64 `json:"modify_index,omitempty"`
 	JobModifyIndex uint64 `json:"job_modify_index,omitempty"`
+}
+
+// Tasks yields every task of the job with its group, passing over null
+// groups and tasks (a job read from the wire may hold them until it is
+// validated).
+func (j *Job) Tasks() iter.Seq2[*Group, *Task] {
+	return func(yield func(*Group, *Task) bool) {
+		if j == nil {
+			return
+		}
+		for _, g := range j.Groups {
+			if g == nil {
+				continue
+			}
+			for _, t := range g.Tasks {
+				if t != nil && !yield(g, t) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // Group is a set of tasks placed together on one node, Count times.

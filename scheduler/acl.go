@@ -403,21 +403,13 @@ func (s *Server) checkJobBody(c echo.Context, a *authz) (bool, error) {
 		if !a.allows(api.CapSubmit, name) {
 			return false, nil
 		}
-		for _, g := range job.Groups {
-			if g == nil {
-				continue
+		for _, t := range job.Tasks() {
+			if t.Privileged && !a.allows(api.CapPrivileged, name) {
+				return false, nil
 			}
-			for _, t := range g.Tasks {
-				if t == nil {
-					continue
-				}
-				if t.Privileged && !a.allows(api.CapPrivileged, name) {
+			for _, ts := range t.Secrets {
+				if !a.allowsSecret(name, ts.Name) {
 					return false, nil
-				}
-				for _, ts := range t.Secrets {
-					if !a.allowsSecret(name, ts.Name) {
-						return false, nil
-					}
 				}
 			}
 		}

@@ -135,14 +135,9 @@ func submitsPrivileged(c echo.Context) bool {
 	if json.Unmarshal(body, &req) != nil || req.Job == nil {
 		return false
 	}
-	for _, g := range req.Job.Groups {
-		if g == nil {
-			continue
-		}
-		for _, t := range g.Tasks {
-			if t != nil && t.Privileged {
-				return true
-			}
+	for _, t := range req.Job.Tasks() {
+		if t.Privileged {
+			return true
 		}
 	}
 	return false

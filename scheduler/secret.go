@@ -220,34 +220,26 @@ func (s *Server) secretDelete(c echo.Context) error {
 // validateTaskSecrets checks the secrets a submitted job's tasks mount.
 // It is called by the secret feed's guard on job submission.
 func validateTaskSecrets(job *api.Job) error {
-	for _, g := range job.Groups {
-		if g == nil {
-			continue
-		}
-		for _, t := range g.Tasks {
-			if t == nil {
-				continue
+	for _, t := range job.Tasks() {
+		targets := map[string]bool{}
+		for i, ts := range t.Secrets {
+			if !validName(ts.Name) {
+				return fmt.Errorf("task %s: secrets[%d].name: %q must be 1-128 letters, digits, '-', '_' or '.'", t.Name, i, ts.Name)
 			}
-			targets := map[string]bool{}
-			for i, ts := range t.Secrets {
-				if !validName(ts.Name) {
-					return fmt.Errorf("task %s: secrets[%d].name: %q must be 1-128 letters, digits, '-', '_' or '.'", t.Name, i, ts.Name)
-				}
-				if len(ts.Value) > 0 {
-					return fmt.Errorf("task %s: secrets[%d]: a job cannot carry a secret's value; create it with `berth secret create %s`", t.Name, i, ts.Name)
-				}
-				target := ts.Target
-				if target == "" {
-					target = api.DefaultSecretDir + "/" + ts.Name
-				}
-				if !strings.HasPrefix(target, "/") || filepath.Clean(target) != target || target == "/" {
-					return fmt.Errorf("task %s: secrets[%d].target: %q must be a clean absolute file path", t.Name, i, ts.Target)
-				}
-				if targets[target] {
-					return fmt.Errorf("task %s: secrets[%d].target: %q is used twice", t.Name, i, target)
-				}
-				targets[target] = true
+			if len(ts.Value) > 0 {
+				return fmt.Errorf("task %s: secrets[%d]: a job cannot carry a secret's value; create it with `berth secret create %s`", t.Name, i, ts.Name)
 			}
+			target := ts.Target
+			if target == "" {
+				target = api.DefaultSecretDir + "/" + ts.Name
+			}
+			if !strings.HasPrefix(target, "/") || filepath.Clean(target) != target || target == "/" {
+				return fmt.Errorf("task %s: secrets[%d].target: %q must be a clean absolute file path", t.Name, i, ts.Target)
+			}
+			if targets[target] {
+				return fmt.Errorf("task %s: secrets[%d].target: %q is used twice", t.Name, i, target)
+			}
+			targets[target] = true
 		}
 	}
 	return nil
@@ -311,34 +303,29 @@ func (s *Server) revealSecrets(body []byte) []byte {
 		if a == nil || a.Job == nil || a.Terminal() {
 			continue
 		}
-		for _, g := range a.Job.Groups {
-			if g == nil || g.Name != a.Group {
+		for g, t := range a.Job.Tasks() {
+			if g.Name != a.Group {
 				continue
 			}
-			for _, t := range g.Tasks {
-				if t == nil {
+			for i := range t.Secrets {
+				ts := &t.Secrets[i]
+				if len(ts.Value) > 0 {
 					continue
 				}
-				for i := range t.Secrets {
-					ts := &t.Secrets[i]
-					if len(ts.Value) > 0 {
-						continue
-					}
-					v, ok := cache[ts.Name]
-					if !ok && kerr == nil {
-						if sec, err := st.SecretByName(nil, ts.Name); err == nil && sec != nil {
-							var oerr error
-							if v, oerr = openSecret(key, sec.Name, sec.Sealed); oerr != nil {
-								s.log.Error("cannot open a secret: is every server's secrets key the same?", "secret", sec.Name, "err", oerr)
-								v = nil
-							}
+				v, ok := cache[ts.Name]
+				if !ok && kerr == nil {
+					if sec, err := st.SecretByName(nil, ts.Name); err == nil && sec != nil {
+						var oerr error
+						if v, oerr = openSecret(key, sec.Name, sec.Sealed); oerr != nil {
+							s.log.Error("cannot open a secret: is every server's secrets key the same?", "secret", sec.Name, "err", oerr)
+							v = nil
 						}
-						cache[ts.Name] = v
 					}
-					if v != nil {
-						ts.Value = v
-						changed = true
-					}
+					cache[ts.Name] = v
+				}
+				if v != nil {
+					ts.Value = v
+					changed = true
 				}
 			}
 		}

@@ -93,24 +93,19 @@ func (s *Server) sealSubmittedAuth(c echo.Context) error {
 		return nil // no key: stored as it comes
 	}
 	changed := false
-	for _, g := range req.Job.Groups {
-		if g == nil {
+	for _, t := range req.Job.Tasks() {
+		if t.Auth == nil {
 			continue
 		}
-		for _, t := range g.Tasks {
-			if t == nil || t.Auth == nil {
+		for _, f := range authFields(t.Auth) {
+			if *f == "" || strings.HasPrefix(*f, sealedAuthPrefix) {
 				continue
 			}
-			for _, f := range authFields(t.Auth) {
-				if *f == "" || strings.HasPrefix(*f, sealedAuthPrefix) {
-					continue
-				}
-				v, err := sealAuthValue(key, keyID, *f)
-				if err != nil {
-					return err
-				}
-				*f, changed = v, true
+			v, err := sealAuthValue(key, keyID, *f)
+			if err != nil {
+				return err
 			}
+			*f, changed = v, true
 		}
 	}
 	if !changed {
@@ -131,21 +126,16 @@ func (s *Server) sealSubmittedAuth(c echo.Context) error {
 func openAllocAuth(key []byte, allocs []*api.Allocation) bool {
 	changed := false
 	for _, a := range allocs {
-		if a == nil || a.Job == nil {
+		if a == nil {
 			continue
 		}
-		for _, g := range a.Job.Groups {
-			if g == nil {
+		for _, t := range a.Job.Tasks() {
+			if t.Auth == nil {
 				continue
 			}
-			for _, t := range g.Tasks {
-				if t == nil || t.Auth == nil {
-					continue
-				}
-				for _, f := range authFields(t.Auth) {
-					if v, ok := openAuthValue(key, *f); ok {
-						*f, changed = v, true
-					}
+			for _, f := range authFields(t.Auth) {
+				if v, ok := openAuthValue(key, *f); ok {
+					*f, changed = v, true
 				}
 			}
 		}
